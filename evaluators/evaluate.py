@@ -19,7 +19,8 @@ evaluated against itself reuses the baseline's runs, so its fitness is exactly 1
 
 ``Report.to_dict()`` is the content of ``results.json``; its top-level keys are
 ``schema, rule, fitness, verdict, settings, provenance, rules, fitness_by_rule, tasks, runs,
-profiles, plots, wall_time_s``. ``runs`` holds every run (phase ``tune`` or ``eval``, the rule's
+profiles, plots, wall_time_s, usage``; ``usage`` (and each task's) holds wall time and peak memory
+on the device (``evaluators.resources``: CUDA allocated bytes on a GPU, peak RSS on a CPU). ``runs`` holds every run (phase ``tune`` or ``eval``, the rule's
 label and hash, task, seed, lr, curves and final metrics, as ``RunResult.to_dict()`` gives them).
 ``evaluators.results`` writes it (strict JSON, atomically) with the run's provenance.
 """
@@ -38,6 +39,7 @@ from dsl.errors import RuleError
 
 from . import stats
 from .fitness import Fitness, TaskFitness, fitness
+from .resources import Usage, measure
 from .results import jsonable, provenance
 from .train import RunResult
 from .tuning import DEFAULT_BUDGET, TuningResult, make_tuner
@@ -131,6 +133,7 @@ class TaskReport:
 
     task: str
     rules: Mapping[str, RuleOnTask]
+    usage: Usage = field(default_factory=Usage)  # wall time and peak memory of this task
 
     def best_baseline(self, candidate: str) -> str:
         others = {k: v.summary.mean for k, v in self.rules.items() if k != candidate}
@@ -150,6 +153,7 @@ class Report:
     wall_time_s: float
     provenance: dict
     plots: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)  # the whole evaluation
 
     @property
     def candidate(self) -> RuleInfo:
@@ -194,12 +198,13 @@ class Report:
             "provenance": self.provenance,
             "rules": [r.__dict__ for r in self.rules],
             "fitness_by_rule": {k: f.to_dict() for k, f in self.fitness.items()},
-            "tasks": [{"task": t.task, "rules": {k: v.to_dict() for k, v in t.rules.items()}}
-                      for t in self.tasks],
+            "tasks": [{"task": t.task, "usage": t.usage.to_dict(),
+                       "rules": {k: v.to_dict() for k, v in t.rules.items()}} for t in self.tasks],
             "runs": self.runs,
             "profiles": self.profiles,
             "plots": self.plots,
             "wall_time_s": self.wall_time_s,
+            "usage": self.usage.to_dict(),
         })
 
 
@@ -302,26 +307,30 @@ def evaluate(candidate: Any, baselines: Mapping[str, Any], settings: Settings,
         return out
 
     reports = []
-    for task in settings.tasks:
-        per_rule: dict[str, tuple[TuningResult, list]] = {}
-        for info in rules:
-            tuner = make_tuner(settings.tuner, seed=settings.tune_seed)
-            tuning = tuner.tune(lambda lrs, i=info, t=task: [_loss(r) for r in train(
-                i.label, t, lrs, settings.tune_seed, "tune")], settings.budget)
-            runs = [train(info.label, task, [tuning.best_lr], s, "eval")[0]
-                    for s in settings.eval_seeds]
-            per_rule[info.label] = (tuning, runs)
-        reports.append(_task_report(task.name, rules[0].label, per_rule))
+    whole = measure(settings.device)
+    with whole:
+        for task in settings.tasks:
+            per_rule: dict[str, tuple[TuningResult, list]] = {}
+            with measure(settings.device) as usage:
+                for info in rules:
+                    tuner = make_tuner(settings.tuner, seed=settings.tune_seed)
+                    tuning = tuner.tune(lambda lrs, i=info, t=task: [_loss(r) for r in train(
+                        i.label, t, lrs, settings.tune_seed, "tune")], settings.budget)
+                    runs = [train(info.label, task, [tuning.best_lr], s, "eval")[0]
+                            for s in settings.eval_seeds]
+                    per_rule[info.label] = (tuning, runs)
+            reports.append(_task_report(task.name, rules[0].label, per_rule, usage))
 
     fits = {info.label: fitness({t.task: t.rules[info.label].vs_adamw for t in reports})
             for info in rules}
     profiles = _profiles(reports) if settings.profiles else None
     wall = (_dt.datetime.now(_dt.timezone.utc) - started).total_seconds()
     return Report(settings, tuple(rules), tuple(reports), fits, runs_log, profiles, wall,
-                  provenance(started))
+                  provenance(started), usage=whole.usage)
 
 
-def _task_report(task: str, candidate: str, per_rule: Mapping[str, tuple]) -> TaskReport:
+def _task_report(task: str, candidate: str, per_rule: Mapping[str, tuple],
+                 usage: Usage | None = None) -> TaskReport:
     ref_runs = per_rule[REFERENCE][1]
     cand = [_loss(r) for r in per_rule[candidate][1]]
     out = {}
@@ -334,7 +343,7 @@ def _task_report(task: str, candidate: str, per_rule: Mapping[str, tuple]) -> Ta
             welch_p=math.nan if is_cand else stats.welch_t_test(cand, losses).p_value,
             bootstrap_p=math.nan if is_cand else stats.bootstrap_p_value(cand, losses),
             steps_to_target=_median_steps(runs))
-    return TaskReport(task, out)
+    return TaskReport(task, out, usage or Usage())
 
 
 def _profiles(reports: Sequence[TaskReport]) -> dict:

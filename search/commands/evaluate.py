@@ -139,7 +139,8 @@ def _fmt(x: float, spec: str = ".4f") -> str:
 
 def format_task(task, candidate: str, seeds: int) -> str:
     """The table of one task: tuned lr, val loss mean +- std, ratio to AdamW, p vs candidate."""
-    head = f"{task.task}  (val loss over {seeds} seed(s); p: Welch t-test vs {candidate})"
+    head = (f"{task.task}  (val loss over {seeds} seed(s); p: Welch t-test vs {candidate}; "
+            f"{task.usage.wall_time_s:.1f} s)")
     rows = [("rule", "tuned lr", "val loss mean +- std", "/ adamw", "p (Welch)", "note")]
     for label, r in task.rules.items():
         notes = []
@@ -163,6 +164,7 @@ def run(args) -> int:
 
     from evaluators.evaluate import evaluate, label_rules
     from evaluators.plots import plot_report
+    from evaluators.resources import format_bytes
     from evaluators.results import write_results
 
     candidate, baselines, settings, out = _resolve(args)
@@ -184,5 +186,9 @@ def run(args) -> int:
         print("performance profile scores (AlgoPerf, r_max = 4): "
               + ", ".join(f"{k} {v:.3f}" for k, v in report.profiles["scores"].items()))
     print(report.verdict())
-    print(f"wrote {path} and {len(report.plots)} plot(s) in {report.wall_time_s:.1f} s")
+    u = report.usage
+    print(f"time {u.wall_time_s:.1f} s on {args.device} ({u.device_name}); peak memory "
+          f"{format_bytes(u.peak_memory_bytes)} ({u.memory_kind})"
+          + (f", {format_bytes(u.reserved_memory_bytes)} reserved" if u.reserved_memory_bytes else ""))
+    print(f"wrote {path} and {len(report.plots)} plot(s)")
     return 0

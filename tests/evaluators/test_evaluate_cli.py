@@ -11,7 +11,7 @@ from evaluators.fitness import WORST_FITNESS
 from search.cli import main
 
 RESULT_KEYS = {"schema", "rule", "fitness", "verdict", "settings", "provenance", "rules",
-               "fitness_by_rule", "tasks", "runs", "profiles", "plots", "wall_time_s"}
+               "fitness_by_rule", "tasks", "runs", "profiles", "plots", "wall_time_s", "usage"}
 RUN_KEYS = {"phase", "label", "rule_hash", "task", "seed", "lr", "train_curve", "val_curve",
             "final_val_loss", "final_train_loss", "steps_to_target", "diverged", "steps",
             "wall_time_s", "state_bytes", "preset"}
@@ -73,6 +73,11 @@ def test_end_to_end_writes_results_and_plots(adam_run):
     for name in data["plots"]:
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
     assert not list(out.glob(".*tmp"))  # the atomic write left no temporary file
+    # cost: the whole evaluation and each task, wall time and peak memory (CPU: process RSS)
+    assert data["usage"]["memory_kind"] == "process peak RSS"
+    assert data["usage"]["peak_memory_bytes"] > 10 * 2**20
+    task_times = [t["usage"]["wall_time_s"] for t in data["tasks"]]
+    assert all(t > 0 for t in task_times) and sum(task_times) <= data["usage"]["wall_time_s"]
 
 
 def test_output_tables_progress_and_verdict(suite_file, tmp_path, capsys):
@@ -82,7 +87,8 @@ def test_output_tables_progress_and_verdict(suite_file, tmp_path, capsys):
     captured = capsys.readouterr()
     for words in ("rosenbrock", "quadratic", "tuned lr", "val loss mean +- std", "/ adamw",
                   "p (Welch)", "verdict: adam fitness",
-                  "1 seed(s) < 3: no significance claim possible"):
+                  "1 seed(s) < 3: no significance claim possible", "time ", "s on cpu",
+                  "peak memory", "(process peak RSS)"):
         assert words in captured.out
     assert "12/12" in captured.err  # the progress bar counts every run: 2 x 2 x (2 + 1)
 
