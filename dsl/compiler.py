@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .errors import RuleValidationError
 from .ir import INPUTS, OUTPUT, BinOp, Call, Expr, Name, Neg, Num, Route
 from .primitives import PRIMITIVES
 
@@ -188,6 +189,13 @@ class _Lowering:
         live = self._live(update, states, state_out)
         states = [s for s in states if self.loads[s] in live]
         state_out = {s: state_out[s] for s in states}
+        for s in states:
+            nxt = state_out[s]
+            if isinstance(nxt, float) or nxt in self.scalar:
+                st = [a for a in self.route.body if a.target == s][-1]
+                raise RuleValidationError(f"state '{s}' is assigned a value that reads no tensor (only numbers, "
+                                          "hparams, t and lr): state must follow g, w or other state",
+                                          line=st.line, col=st.col)
         instrs = [i for i in self.instrs if i.out in live]
         scalar_instrs = [i for i in instrs if i.scalar]
         outputs = _outputs(update, state_out)

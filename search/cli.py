@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "primitives": "search.commands.primitives",
     "export": "search.commands.export",
     "evaluate": "search.commands.evaluate",
+    "search": "search.commands.search",
 }
 
 

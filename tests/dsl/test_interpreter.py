@@ -327,3 +327,15 @@ def test_time_and_lr_reach_the_rule():
         opt.step()
         assert torch.allclose(before - p.detach(), torch.full((2,), 0.5 * (k + 50.0), dtype=torch.float64))
     assert math.isclose(opt.state[p]["step"], 3)
+
+
+@pytest.mark.parametrize("text", ["update = g + m\nm = 0.5\n", "update = g + m\nm = lr * 2\n",
+                                  "hparams b=0.9\nupdate = g * m\nm = b ** t\n"])
+def test_state_with_a_tensor_free_next_value_is_a_clear_error(text):
+    from dsl.fingerprint import check
+
+    program = parse(text)
+    with pytest.raises(RuleValidationError, match=r"state 'm' is assigned a value that reads no tensor"):
+        compile_route(program.routes[0], program.hparams)
+    report = check(program)  # the gate reports it in words, not as an internal error
+    assert not report.ok and "reads no tensor" in report.reason and "list indices" not in report.reason

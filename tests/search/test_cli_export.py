@@ -4,6 +4,7 @@ from the rule, records provenance, and answers bad input with exit code 2 and on
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,9 @@ def test_export_writes_a_working_optimizer(tmp_path, capsys):
     assert code == 0 and err == ""
     assert f"wrote {out}: class Lion" in stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lion_opt.py"]      # no temporary left behind
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # readable like any file, not mkstemp's 0600
     module = load(out, "cli_lion_opt")
     assert "fitness: 0.91" in module.__doc__ and "source: builtin:lion" in module.__doc__
     p = torch.nn.Parameter(torch.ones(3))

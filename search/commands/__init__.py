@@ -1,0 +1,1 @@
+"""Subcommands of the optforge CLI, one module each (registry: search.cli.COMMANDS)."""

@@ -1,0 +1,107 @@
+"""Meta-validation: is a rule that wins on the proxy suite still better on models it never saw?
+
+The proxy fitness that guides a search is measured on one seed of cheap tasks, and a search
+overfits it (Lion's paper names meta-overfitting as its main failure mode: Chen et al. 2023,
+§2.4). So the top K candidates by proxy fitness are re-run with the full evaluation protocol
+(``evaluators.evaluate``: every rule tuned with the same budget, fresh seeds, Welch tests) on the
+held-out suite, against the baselines. A candidate is a **winner** only if
+
+- its held-out fitness is lower than every baseline's, and
+- against the best tuned baseline of each task it is significantly better (Welch p < 0.05 with at
+  least 3 seeds) on at least one task and significantly worse on none.
+
+Results are journaled (``validated``) one candidate at a time, so a resumed search does not
+validate anything twice; the baselines' runs are shared across candidates through one cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from evaluators.evaluate import ALPHA, MIN_SEEDS, Report, Settings, TaskPlan, evaluate
+from populations.journal import Journal
+from populations.population import Entry, Population
+
+
+def is_winner(report: Report) -> bool:
+    """The winner rule above, applied to an evaluation report (candidate first)."""
+    c = report.candidate.label
+    fit = report.fitness
+    if fit[c].failed or report.settings.seeds < MIN_SEEDS:
+        return False
+    if any(fit[c].value >= f.value for label, f in fit.items() if label != c):
+        return False
+    better = worse = 0
+    for task in report.tasks:
+        base = task.rules[task.best_baseline(c)]
+        if base.welch_p < ALPHA:
+            diff = task.rules[c].summary.mean - base.summary.mean
+            better += diff < 0
+            worse += diff > 0
+    return better >= 1 and worse == 0
+
+
+def summarize(report: Report) -> dict:
+    """The journaled form of a validation: fitness of every rule, per-task comparison, verdict."""
+    c = report.candidate.label
+    tasks = {}
+    for t in report.tasks:
+        best = t.best_baseline(c)
+        tasks[t.task] = {"mean": t.rules[c].summary.mean, "std": t.rules[c].summary.std,
+                         "best_baseline": best, "baseline_mean": t.rules[best].summary.mean,
+                         "welch_p": t.rules[best].welch_p,
+                         "ratio_to_adamw": t.rules[c].vs_adamw.ratio}
+    return {"fitness": report.fitness[c].value,
+            "baseline_fitness": {k: f.value for k, f in report.fitness.items() if k != c},
+            "winner": is_winner(report), "verdict": report.verdict(), "tasks": tasks,
+            "seeds": report.settings.seeds, "suite": report.settings.suite,
+            "wall_time_s": report.wall_time_s}
+
+
+def heldout_settings(config) -> Settings:
+    """The evaluation settings the config's ``validation`` section describes."""
+    from evaluators.suites import load_suite
+
+    v = config.validation
+    suite = load_suite(v.suite)
+    wanted = v.tasks or list(suite.task_names())
+    unknown = sorted(set(wanted) - set(suite.task_names()))
+    if unknown:
+        raise ValueError(f"validation.tasks: {', '.join(unknown)} not in suite {suite.name!r} "
+                         f"({', '.join(suite.task_names())})")
+    by_name = {t.name: t for t in suite.tasks}
+    tasks = tuple(TaskPlan(n, by_name[n].steps_for(v.preset)) for n in wanted)
+    return Settings(suite=suite.name, suite_source=suite.source, tasks=tasks, seeds=v.seeds,
+                    budget=v.budget, tuner=config.proxy.tuner, preset=v.preset,
+                    device=config.device, profiles=True)
+
+
+def candidates_to_validate(population: Population, top_k: int) -> list[Entry]:
+    """The top ``top_k`` complete, non-seed candidates by proxy fitness."""
+    rows = [e for e in population.leaderboard()
+            if e.outcome.complete and e.candidate.origin != "seed"]
+    return rows[:top_k]
+
+
+def meta_validate(population: Population, journal: Journal, config,
+                  progress: Callable[[int], None] | None = None,
+                  log: Callable[[str], None] = print) -> list[Entry]:
+    """Validate the top K (skipping those already validated); returns the validated entries."""
+    from dsl.loader import load_rule
+
+    chosen = candidates_to_validate(population, config.validation.top_k)
+    if not chosen:
+        return []
+    settings = heldout_settings(config)
+    baselines = {name: load_rule(f"builtin:{name}") for name in config.validation.baselines}
+    cache: dict = {}
+    for entry in chosen:
+        if entry.validation is not None:
+            continue
+        log(f"meta-validating {entry.id} (proxy fitness {entry.outcome.fitness:.3f}) on "
+            f"{settings.suite} with {settings.seeds} seeds ...")
+        report = evaluate(entry.candidate.program, baselines, settings, progress=progress,
+                          candidate_source=f"search candidate {entry.id}", cache=cache)
+        record = journal.append("validated", id=entry.id, result=summarize(report))
+        population.apply(record)
+    return chosen

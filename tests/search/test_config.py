@@ -1,0 +1,58 @@
+"""Search configs: defaults, strict keys, range checks, shipped names (search.config)."""
+
+import pytest
+import yaml
+
+from search.config import ConfigError, SearchConfig, load_config, parse_config
+
+
+def test_empty_config_is_all_defaults_and_resolves_to_plain_data():
+    cfg = parse_config({})
+    assert cfg == SearchConfig()
+    resolved = cfg.resolved()
+    assert resolved["proxy"]["suite"] == "proxy" and resolved["executor"]["kind"] == "serial"
+    assert yaml.safe_load(yaml.safe_dump(resolved)) == resolved  # the run folder keeps it as YAML
+
+
+def test_shipped_quickstart_loads_by_name():
+    cfg = load_config("quickstart")
+    assert cfg.name == "quickstart" and cfg.strategy == "evolution"
+    assert cfg.proxy.tasks and cfg.validation.baselines[0] == "adamw"
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"strategyy": "evolution"}, "unknown config key 'strategyy'"),
+    ({"proxy": {"budgett": 3}}, "unknown config key 'proxy.budgett'"),
+    ({"strategy": "annealing"}, "'annealing' is not one of evolution, optuna, random"),
+    ({"evaluations": 0}, "'evaluations' must be > 0"),
+    ({"evaluations": "many"}, "'evaluations': expected an integer"),
+    ({"evaluations": True}, "'evaluations': expected an integer"),
+    ({"proxy": {"preset": "huge"}}, "unknown preset 'huge'"),
+    ({"proxy": 3}, "'proxy': expected a mapping"),
+    ({"seeds": []}, "at least one seed rule"),
+    ({"seeds": "adamw"}, "'seeds': expected a list of names"),
+    ({"evolution": {"crossover_rate": 2}}, "crossover_rate' must be in [0, 1]"),
+    ({"executor": {"num_gpus": -1}}, "'executor.num_gpus' must be >= 0"),
+    ({"device": "tpu"}, "'tpu' is not cpu or cuda"),
+    ({"name": None}, "'name' may not be null"),
+])
+def test_bad_configs_name_the_key(data, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_numbers_are_coerced_and_adamw_is_always_a_validation_baseline():
+    cfg = parse_config({"proxy": {"hurdle": 2}, "validation": {"baselines": ["lion"]},
+                        "executor": {"timeout_s": None}})
+    assert cfg.proxy.hurdle == 2.0 and isinstance(cfg.proxy.hurdle, float)
+    assert cfg.validation.baselines == ["adamw", "lion"] and cfg.executor.timeout_s is None
+
+
+def test_missing_or_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="no config file"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
