@@ -20,8 +20,9 @@ evaluated against itself reuses the baseline's runs, so its fitness is exactly 1
 ``Report.to_dict()`` is the content of ``results.json``; its top-level keys are
 ``schema, rule, fitness, verdict, settings, provenance, rules, fitness_by_rule, tasks, runs,
 profiles, plots, wall_time_s, usage``; ``usage`` (and each task's) holds wall time and peak memory
-on the device (``evaluators.resources``: CUDA allocated bytes on a GPU, peak RSS on a CPU). ``runs`` holds every run (phase ``tune`` or ``eval``, the rule's
-label and hash, task, seed, lr, curves and final metrics, as ``RunResult.to_dict()`` gives them).
+on the device (``evaluators.resources``: CUDA allocated bytes on a GPU, peak RSS on a CPU).
+``runs`` holds every run (phase ``tune`` or ``eval``, the rule's label and hash, task, seed, lr,
+curves and final metrics, as ``RunResult.to_dict()`` gives them).
 ``evaluators.results`` writes it (strict JSON, atomically) with the run's provenance.
 """
 
