@@ -24,7 +24,9 @@ inputs, hparams and names assigned in its route, keeps ``update`` dependent on `
 most ``max_statements`` statements per route (or the parent's count, if that was larger). Misses
 are redrawn (``MAX_TRIES``); after that a constant perturbation, always valid, is returned.
 Statements on the path to ``update`` are preferred, so most moves change what the rule computes.
-All randomness comes from the given `random.Random`: equal seeds give equal mutations.
+All randomness comes from the given `random.Random`: equal seeds give equal mutations. The
+expression and program edits the moves are made of, and random expressions, are in
+`search.program_edit`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import keyword
 import math
 import random
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from dsl.analysis import live_statements, update_depends_on
 from dsl.errors import RuleError
@@ -44,7 +45,6 @@ from dsl.ir import (
     Assign,
     BinOp,
     Call,
-    Expr,
     Name,
     Neg,
     Num,
@@ -57,6 +57,20 @@ from dsl.ir import (
 from dsl.parser import GROUP_KEYS, MAX_STATEMENTS, RESERVED, STEP_KEY, parse, validate
 from dsl.primitives import PRIMITIVES
 from dsl.printer import expr_text, format_number, statement_text, to_text
+from search.program_edit import (
+    ExprSampler,
+    Limits,
+    depth,
+    last_update,
+    paths,
+    readable_names,
+    readable_names_in,
+    reads_curvature,
+    replace_at,
+    substitute,
+    unresolved,
+    with_route,
+)
 
 KINDS: tuple[str, ...] = ("insert", "delete", "argument", "primitive", "constant")
 KIND_WEIGHTS: tuple[float, ...] = (3.0, 2.0, 3.0, 2.0, 2.0)
@@ -66,108 +80,10 @@ MAX_EXPR_DEPTH = 10
 # Names the search never assigns: inputs, the output, primitives, Python keywords, parser words.
 NOT_NAMES = frozenset(RESERVED | {OUTPUT, "hparams", "route", STEP_KEY} | GROUP_KEYS | set(PRIMITIVES)
                       | set(keyword.kwlist) | set(keyword.softkwlist))
-PRIMITIVE_WEIGHTS = {"orthogonalize": 0.1}   # Newton–Schulz is slow: usable, not favoured
-OP_WEIGHTS = {"+": 3.0, "-": 2.0, "*": 3.0, "/": 2.0, "**": 0.5}
-CONSTANTS = (0.5, 2.0, 1.0, 0.1, 0.9, 0.99, 0.999, 1e-8, 1e-3, 3.0)
-OPTIONAL_ARG_CONSTANTS = {"orthogonalize": (2.0, 3.0, 5.0), "factored": (1e-30, 1e-8)}
-INPUT_WEIGHTS = {"g": 4.0, "w": 1.0, "t": 0.5, "lr": 0.3, "h": 1.0}
-
-
-# -- expression editing ----------------------------------------------------------------------
-def neg(e: Expr) -> Expr:
-    """-e, folded into the literal for numbers (the parser's convention)."""
-    return Num(-e.value) if isinstance(e, Num) else Neg(e)
-
-
-def rebuild(node: Expr, kids: Sequence[Expr]) -> Expr:
-    if isinstance(node, Neg):
-        return neg(kids[0])
-    if isinstance(node, BinOp):
-        return BinOp(node.op, kids[0], kids[1])
-    if isinstance(node, Call):
-        return Call(node.fn, tuple(kids))
-    return node
-
-
-def paths(e: Expr) -> list[tuple[tuple[int, ...], Expr]]:
-    """Every (path, node) of `e` in pre-order; a path is the child indices from the root."""
-    out, stack = [], [((), e)]
-    while stack:
-        path, node = stack.pop()
-        out.append((path, node))
-        kids = children(node)
-        stack.extend((path + (k,), kids[k]) for k in range(len(kids) - 1, -1, -1))
-    return out
-
-
-def replace_at(e: Expr, path: tuple[int, ...], new: Expr) -> Expr:
-    if not path:
-        return new
-    kids = list(children(e))
-    kids[path[0]] = replace_at(kids[path[0]], path[1:], new)
-    return rebuild(e, kids)
-
-
-def substitute(e: Expr, mapping: dict[str, Expr]) -> Expr:
-    """`e` with every read of a name in `mapping` replaced."""
-    if isinstance(e, Name):
-        return mapping.get(e.id, e)
-    kids = children(e)
-    return rebuild(e, [substitute(k, mapping) for k in kids]) if kids else e
-
-
-def depth(e: Expr) -> int:
-    best, stack = 0, [(e, 1)]
-    while stack:
-        node, d = stack.pop()
-        best = max(best, d)
-        stack.extend((k, d + 1) for k in children(node))
-    return best
-
-
-def numbers(program: Program) -> list[float]:
-    """Every number of a program in print order: hparam defaults, then literals statement by statement."""
-    out = [v for _, v in program.hparam_items]
-    for st in program.statements():
-        out += [n.value for _, n in paths(st.value) if isinstance(n, Num)]
-    return out
-
-
-def reads_curvature(program: Program) -> bool:
-    return any("h" in names_read(st.value) for st in program.statements())
 
 
 def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _with_route(program: Program, name: str, body: Sequence[Assign], hparams=None) -> Program:
-    routes = tuple(Route(r.name, tuple(body)) if r.name == name else r for r in program.routes)
-    items = program.hparam_items if hparams is None else tuple(hparams.items())
-    return Program(items, routes)
-
-
-def _last_update(body: Sequence[Assign]) -> int:
-    return max((i for i, st in enumerate(body) if st.target == OUTPUT), default=-1)
-
-
-def _unresolved(program: Program) -> set[str]:
-    """Names read that are neither inputs, hparams nor assigned in their route (state stuck at zero)."""
-    out: set[str] = set()
-    for route in program.routes:
-        known = set(INPUTS) | set(program.hparams) | {st.target for st in route.body}
-        out |= {n for st in route.body for n in names_read(st.value)} - known
-    return out
-
-
-class Limits(NamedTuple):
-    """What a child may be: statements per route, nodes and depth per statement, names it may read
-    besides hparams and its route's own names."""
-
-    statements: int
-    nodes: int
-    depth: int
-    free_names: frozenset[str]
 
 
 class Mutator:
@@ -184,6 +100,7 @@ class Mutator:
         self.rng = rng
         self.max_statements = min(max_statements, MAX_STATEMENTS)
         self.primitives = tuple(names)
+        self.exprs = ExprSampler(rng, self.primitives)
 
     # -- public API ------------------------------------------------------------------------
     def mutate(self, program: Program, kind: str | None = None) -> tuple[Program, str]:
@@ -234,8 +151,8 @@ class Mutator:
                 targets.append(f"x{len(set(targets)) + 1}" if new else self.rng.choice(targets))
             body: list[Assign] = []
             for i, target in enumerate(targets + [OUTPUT]):
-                readable = self._readable((), targets, i, curvature=False)
-                value = self._expr(readable, self.rng.randint(1, 3))
+                readable = readable_names((), targets, i, curvature=False)
+                value = self.exprs.expr(readable, self.rng.randint(1, 3))
                 body.append(Assign(target, value))
             program = Program((), (Route("default", tuple(body)),))
             all_live = len(live_statements(program.routes[0])) == n
@@ -254,7 +171,7 @@ class Mutator:
         longest = max((len(r.body) for p in parents for r in p.routes), default=0)
         free = set(INPUTS) - {"h"} | {"h" for p in parents if reads_curvature(p)}
         for p in parents:
-            free |= _unresolved(p)
+            free |= unresolved(p)
         return Limits(max(self.max_statements, longest), max([MAX_EXPR_NODES] + [expr_size(s.value) for s in sts]),
                       max([MAX_EXPR_DEPTH] + [depth(s.value) for s in sts]), frozenset(free))
 
@@ -282,64 +199,6 @@ class Mutator:
             return False
 
     # -- building blocks -------------------------------------------------------------------
-    def _readable(self, hparams: Sequence[str], targets: Sequence[str], pos: int,
-                  curvature: bool) -> list[tuple[str, float]]:
-        """Names a statement at ``pos`` of a route assigning ``targets`` may read, with weights
-        (a name assigned only at or after ``pos`` is state; ``h`` only when ``curvature``)."""
-        out = [(x, INPUT_WEIGHTS[x]) for x in ("g", "w", "t", "lr")]
-        if curvature:
-            out.append(("h", INPUT_WEIGHTS["h"]))
-        out += [(k, 0.5) for k in hparams]
-        seen: set[str] = set()
-        for i, target in enumerate(targets):
-            if target in seen or (target == OUTPUT and i >= pos):
-                continue
-            seen.add(target)
-            out.append((target, 2.5 if i < pos else 1.0))
-        return out
-
-    def _readable_in(self, program: Program, body: Sequence[Assign], pos: int) -> list[tuple[str, float]]:
-        return self._readable(list(program.hparams), [st.target for st in body], pos, reads_curvature(program))
-
-    def _leaf(self, readable: Sequence[tuple[str, float]]) -> Expr:
-        if self.rng.random() < 0.2:
-            return Num(self.rng.choice(CONSTANTS))
-        names, weights = zip(*readable)
-        return Name(self.rng.choices(names, weights)[0])
-
-    def _prims(self, arity: int, exclude: str = "") -> list[str]:
-        return [p for p in self.primitives
-                if PRIMITIVES[p].min_args <= arity <= PRIMITIVES[p].max_args and p != exclude]
-
-    def _pick(self, options: Sequence[str]) -> str:
-        weights = [OP_WEIGHTS.get(o, PRIMITIVE_WEIGHTS.get(o, 1.0)) for o in options]
-        return self.rng.choices(options, weights)[0]
-
-    def _call(self, fn: str, args: list[Expr]) -> Call:
-        """A call of ``fn`` on ``args``; optional arguments, when drawn, are constants."""
-        prim = PRIMITIVES[fn]
-        while len(args) < prim.max_args and self.rng.random() < 0.2:
-            args.append(Num(self.rng.choice(OPTIONAL_ARG_CONSTANTS.get(fn, CONSTANTS))))
-        return Call(fn, tuple(args))
-
-    def _expr(self, readable: Sequence[tuple[str, float]], levels: int) -> Expr:
-        """A random expression with at most ``levels`` operators on any path."""
-        if levels <= 0 or self.rng.random() < 0.25:
-            return self._leaf(readable)
-        r = self.rng.random()
-        fns = self._prims(1) if r < 0.75 else [p for p in self.primitives if PRIMITIVES[p].min_args > 1]
-        if r < 0.4 or not fns:
-            return BinOp(self._pick(BINARY_OPS), self._expr(readable, levels - 1), self._expr(readable, levels - 1))
-        fn = self._pick(fns)
-        return self._call(fn, [self._expr(readable, levels - 1) for _ in range(PRIMITIVES[fn].min_args)])
-
-    def _wrap(self, e: Expr, readable: Sequence[tuple[str, float]]) -> Expr:
-        """``e`` inside one new operation: op(e) or e <op> leaf."""
-        unary = self._prims(1)
-        if unary and self.rng.random() < 0.5:
-            return self._call(self._pick(unary), [e])
-        return BinOp(self._pick(BINARY_OPS), e, self._leaf(readable))
-
     def _statement_index(self, program: Program, route: Route, exclude: Sequence[int] = ()) -> int | None:
         """A statement index, live (on the path to ``update``) with probability 0.9 when possible."""
         idx = [i for i in range(len(route.body)) if i not in exclude]
@@ -360,34 +219,34 @@ class Mutator:
 
     # -- the mutation kinds ----------------------------------------------------------------
     def _insert(self, program: Program, route: Route):
-        body = list(route.body)
+        body, ex = list(route.body), self.exprs
         if len(body) >= max(self.max_statements, 1):
             return None
         pos = self.rng.randint(0, len(body))
-        readable = self._readable_in(program, body, pos)
+        readable = readable_names_in(program, body, pos)
         existing = sorted({st.target for st in body} - {OUTPUT})
         r, note = self.rng.random(), ""
-        if r < 0.15 and pos > _last_update(body):
-            target, value = OUTPUT, self._wrap(Name(OUTPUT), readable)
+        if r < 0.15 and pos > last_update(body):
+            target, value = OUTPUT, ex.wrap(Name(OUTPUT), readable)
         elif r < 0.5 and existing:
             target = self.rng.choice(existing)
             in_place = self.rng.random() < 0.5
-            value = self._wrap(Name(target), readable) if in_place else self._expr(readable, self.rng.randint(1, 2))
+            value = ex.wrap(Name(target), readable) if in_place else ex.expr(readable, self.rng.randint(1, 2))
         else:
-            target, value = self._fresh(program), self._expr(readable, self.rng.randint(1, 2))
+            target, value = self._fresh(program), ex.expr(readable, self.rng.randint(1, 2))
             later = [i for i in live_statements(route, program.hparams) if i >= pos]
             if later and self.rng.random() < 0.8:    # wire the new name into a later live statement
                 i = self.rng.choice(later)
                 path, node = self.rng.choice(paths(body[i].value))
-                use = Name(target) if self.rng.random() < 0.5 else BinOp(self._pick(BINARY_OPS), node, Name(target))
+                use = Name(target) if self.rng.random() < 0.5 else BinOp(ex.pick(BINARY_OPS), node, Name(target))
                 body[i] = Assign(body[i].target, replace_at(body[i].value, path, use))
                 note = f"; used in {body[i].target}"
         new = Assign(target, value)
         body.insert(pos, new)
-        return _with_route(program, route.name, body), _short(f"insert: {statement_text(new)}{note}")
+        return with_route(program, route.name, body), _short(f"insert: {statement_text(new)}{note}")
 
     def _delete(self, program: Program, route: Route):
-        last = _last_update(route.body)
+        last = last_update(route.body)
         i = self._statement_index(program, route, exclude=(last,))
         if i is None:
             return None
@@ -401,21 +260,21 @@ class Mutator:
             stand_in = Name(self.rng.choice(reads))
             body = [Assign(st.target, substitute(st.value, {n: stand_in for n in dangling})) for st in body]
             note = f" ({', '.join(sorted(dangling))} -> {stand_in.id})"
-        return _with_route(program, route.name, body), _short(f"delete: {statement_text(gone)}") + note
+        return with_route(program, route.name, body), _short(f"delete: {statement_text(gone)}") + note
 
     def _argument(self, program: Program, route: Route):
         i = self._statement_index(program, route)
         st = route.body[i]
         nodes = paths(st.value)
         path, old = self.rng.choice(nodes[1:] if len(nodes) > 1 else nodes)
-        readable = self._readable_in(program, route.body, i)
-        r = self.rng.random()
-        new = self._leaf(readable) if r < 0.5 else self._expr(readable, 1) if r < 0.75 else self._wrap(old, readable)
+        readable = readable_names_in(program, route.body, i)
+        r, ex = self.rng.random(), self.exprs
+        new = ex.leaf(readable) if r < 0.5 else ex.expr(readable, 1) if r < 0.75 else ex.wrap(old, readable)
         if new == old:
             return None
         body = list(route.body)
         body[i] = Assign(st.target, replace_at(st.value, path, new))
-        return _with_route(program, route.name, body), \
+        return with_route(program, route.name, body), \
             _short(f"argument: {expr_text(old)} -> {expr_text(new)} in {st.target}", 120)
 
     def _primitive(self, program: Program, route: Route):
@@ -427,16 +286,16 @@ class Mutator:
         path, node = self.rng.choice(ops)
         kids = list(children(node))
         old = node.fn if isinstance(node, Call) else node.op if isinstance(node, BinOp) else "-"
-        options = self._prims(len(kids), exclude=old if isinstance(node, Call) else "neg")
+        options = self.exprs.prims(len(kids), exclude=old if isinstance(node, Call) else "neg")
         if len(kids) == 2:
             options += [op for op in BINARY_OPS if op != old]
         if not options:
             return None
-        choice = self._pick(options)
+        choice = self.exprs.pick(options)
         new = BinOp(choice, kids[0], kids[1]) if choice in BINARY_OPS else Call(choice, tuple(kids))
         body = list(route.body)
         body[i] = Assign(st.target, replace_at(st.value, path, new))
-        return _with_route(program, route.name, body), f"primitive: {old} -> {choice} in {st.target}"
+        return with_route(program, route.name, body), f"primitive: {old} -> {choice} in {st.target}"
 
     def _constant(self, program: Program, route: Route):
         """Perturb one number. Always valid: the structure does not change (a rule with no number
@@ -454,22 +313,22 @@ class Mutator:
             slots += [(i, p) for i, st in enumerate(route.body) for p, n in paths(st.value) if isinstance(n, Num)]
         if not slots:
             body = list(route.body)
-            last = _last_update(body)
+            last = last_update(body)
             c = self._perturb(1.0)
             body[last] = Assign(OUTPUT, BinOp("*", Num(c), body[last].value))
-            return _with_route(program, route.name, body), f"constant: update scaled by {format_number(c)}"
+            return with_route(program, route.name, body), f"constant: update scaled by {format_number(c)}"
         i, where = self.rng.choice(slots)
         if i < 0:
             hp = program.hparams
             old, hp[where] = hp[where], self._perturb(hp[where])
-            return _with_route(program, route.name, route.body, hp), \
+            return with_route(program, route.name, route.body, hp), \
                 f"constant: {where} {format_number(old)} -> {format_number(hp[where])}"
         st = route.body[i]
         old = dict(paths(st.value))[where].value
         new = self._perturb(old)
         body = list(route.body)
         body[i] = Assign(st.target, replace_at(st.value, where, Num(new)))
-        return _with_route(program, route.name, body), \
+        return with_route(program, route.name, body), \
             f"constant: {format_number(old)} -> {format_number(new)} in {st.target}"
 
     def _perturb(self, v: float) -> float:
@@ -489,7 +348,7 @@ class Mutator:
         ra, rb = a.route(name).body, b.route(name).body
         i = self.rng.randint(0, len(ra))
         if self.rng.random() < 0.5:
-            j = self.rng.randint(0, max(0, _last_update(rb)))
+            j = self.rng.randint(0, max(0, last_update(rb)))
             block, head, tail = rb[j:], ra[:i], ()
             desc = f"crossover: {name} route, a[:{i}] + b[{j}:]"
         else:
@@ -509,4 +368,4 @@ class Mutator:
             hparams[target] = b.hparams[n]
         moved = tuple(Assign(rename[s.target].id if s.target in rename else s.target, substitute(s.value, rename))
                       for s in block)
-        return _with_route(a, name, head + moved + tail, hparams), desc
+        return with_route(a, name, head + moved + tail, hparams), desc

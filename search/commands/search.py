@@ -131,6 +131,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from dsl.errors import RuleError
+    from evaluators.fitness import WORST_FITNESS
     from evaluators.results import code_version, write_text_atomic
     from populations.journal import Journal
     from search.cli import UserError
@@ -186,8 +187,9 @@ def run(args) -> int:
           f"trained; {time.perf_counter() - t0:.1f} s")
     for i, row in enumerate(data["leaderboard"][:5], 1):
         held = row["heldout"]
-        extra = "" if not held else (f"; held-out {held['fitness']:.3f}"
-                                     f"{' WINNER' if held['winner'] else ''}")
+        extra = "" if not held else (
+            "; held-out: failed (diverged or non-finite)" if held["fitness"] >= WORST_FITNESS
+            else f"; held-out {held['fitness']:.3f}{' WINNER' if held['winner'] else ''}")
         print(f"  {i}. {row['id']} fitness {row['fitness']:.3f} [{row['status']}, "
               f"{row['origin']}{': ' + row['change'] if row['change'] else ''}]{extra}")
     print(f"winners: {', '.join(data['winners']) or 'none'}")

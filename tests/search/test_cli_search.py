@@ -166,3 +166,28 @@ def test_help_explains_the_search(capsys):
     out = capsys.readouterr().out
     for words in ("journal.jsonl", "--resume", "hurdle", "held-out", "winners", "--executor"):
         assert words in out
+
+
+def test_search_on_ray_workers_matches_the_serial_bookkeeping(tmp_path):
+    pytest.importorskip("ray")
+    import tempfile
+
+    config, run = str(write_config(tmp_path, evaluations=4)), tmp_path / "run"
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths are limited
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "HOME": str(tmp_path)}
+    try:
+        result = subprocess.run([sys.executable, "-m", "search.cli", "search", config, "--out", str(run),
+                                 "--executor", "ray", "--no-progress", "--no-validate"],
+                                capture_output=True, text=True, timeout=300, env=env)
+    finally:
+        import shutil
+
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ids = trained_ids(run)
+    assert len(ids) == len(set(ids)) == 4
+    data = json.loads((run / "results.json").read_text())
+    assert data["config"]["executor"]["kind"] == "ray"
+    adamw = next(r for r in data["leaderboard"] if r["change"] == "adamw")
+    assert adamw["fitness"] == 1.0  # reference and candidate ran the same way on the workers
+    assert not (tmp_path / ".ray").exists()  # no auth token left in the (temporary) home folder

@@ -15,7 +15,8 @@ from dsl.analysis import update_depends_on
 from dsl.fingerprint import check
 from dsl.ir import INPUTS, Call, Num, Program, names_read
 from dsl.parser import MAX_DEPTH, MAX_STATEMENTS, validate
-from search.mutation import KINDS, MAX_EXPR_DEPTH, MAX_EXPR_NODES, Mutator, depth, numbers, paths, reads_curvature
+from search.mutation import KINDS, MAX_EXPR_DEPTH, MAX_EXPR_NODES, Mutator
+from search.program_edit import depth, numbers, paths, reads_curvature
 
 BUILTINS = builtin_names()
 _NUMBER = re.compile(r"(?<![\w.])\d+(\.\d*)?([eE][+-]?\d+)?")
