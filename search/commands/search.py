@@ -153,6 +153,8 @@ def run(args) -> int:
     journal.append("start", code_version=code_version(), session=session,
                    evaluations=cfg.evaluations, executor=cfg.executor.kind)
     strategy = make_strategy(cfg, seeds, run_dir, session=session)
+    print(f"search {cfg.name!r}: strategy {cfg.strategy}, {cfg.evaluations} rules to train on "
+          f"{', '.join(t for t, _ in proxy.tasks)} (preset {proxy.preset}), run folder {run_dir}")
     bar = tqdm(total=cfg.evaluations, unit="rule", desc=f"search {cfg.name}", file=sys.stderr,
                disable=args.no_progress, dynamic_ncols=True)
 
@@ -163,8 +165,6 @@ def run(args) -> int:
         if best:
             bar.set_postfix_str(f"best {best[0].id} {best[0].outcome.fitness:.3f}")
 
-    print(f"search {cfg.name!r}: strategy {cfg.strategy}, {cfg.evaluations} rules to train on "
-          f"{', '.join(t for t, _ in proxy.tasks)} (preset {proxy.preset}), run folder {run_dir}")
     try:
         with _executor(cfg) as executor, bar:
             driver = Driver(journal, strategy, executor, proxy, seeds, cfg.evaluations,
