@@ -19,6 +19,7 @@ idempotent and cancels what is still running (a cancelled job's future is ``canc
 
 from __future__ import annotations
 
+import abc
 import concurrent.futures as cf
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
@@ -65,17 +66,19 @@ class Executor(Protocol):
     def __exit__(self, *exc_info: object) -> None: ...
 
 
-class ExecutorBase:
+class ExecutorBase(abc.ABC):
     """Shared plumbing: the context-manager protocol on top of ``shutdown``."""
 
     name = "base"
     capacity = 1
 
-    def submit(self, fn: Callable[[Any], Any], payload: Any) -> cf.Future:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def submit(self, fn: Callable[[Any], Any], payload: Any) -> cf.Future:
+        """Run ``fn(payload)``; the Future carries its result or its exception."""
 
-    def shutdown(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def shutdown(self) -> None:
+        """Cancel what is still running and release resources (idempotent)."""
 
     def __enter__(self):
         return self
