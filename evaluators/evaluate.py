@@ -227,7 +227,8 @@ def _rule_key(rule: Any) -> tuple:
     return (rule.structural_hash, tuple(sorted(rule.hparams.items())))
 
 
-def _loss(run: Any) -> float:
+def run_loss(run: Any) -> float:
+    """A run's final validation loss, or inf when it diverged or ended non-finite."""
     v = run.final_val_loss
     return math.inf if run.diverged or not math.isfinite(v) else v
 
@@ -315,7 +316,7 @@ def evaluate(candidate: Any, baselines: Mapping[str, Any], settings: Settings,
             with measure(settings.device) as usage:
                 for info in rules:
                     tuner = make_tuner(settings.tuner, seed=settings.tune_seed)
-                    tuning = tuner.tune(lambda lrs, i=info, t=task: [_loss(r) for r in train(
+                    tuning = tuner.tune(lambda lrs, i=info, t=task: [run_loss(r) for r in train(
                         i.label, t, lrs, settings.tune_seed, "tune")], settings.budget)
                     runs = [train(info.label, task, [tuning.best_lr], s, "eval")[0]
                             for s in settings.eval_seeds]
@@ -333,10 +334,10 @@ def evaluate(candidate: Any, baselines: Mapping[str, Any], settings: Settings,
 def _task_report(task: str, candidate: str, per_rule: Mapping[str, tuple],
                  usage: Usage | None = None) -> TaskReport:
     ref_runs = per_rule[REFERENCE][1]
-    cand = [_loss(r) for r in per_rule[candidate][1]]
+    cand = [run_loss(r) for r in per_rule[candidate][1]]
     out = {}
     for label, (tuning, runs) in per_rule.items():
-        losses = [_loss(r) for r in runs]
+        losses = [run_loss(r) for r in runs]
         is_cand = label == candidate
         out[label] = RuleOnTask(
             tuning=tuning, runs=tuple(runs), summary=stats.summarize(losses),

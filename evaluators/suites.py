@@ -60,6 +60,17 @@ class Suite:
     def task_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.tasks)
 
+    def select(self, names: list[str] | None, preset: str) -> tuple[tuple[str, int | None], ...]:
+        """(task, steps at ``preset``) for ``names`` in that order (None: every task of the suite);
+        a name the suite does not hold is a ValueError naming it and the suite's tasks."""
+        names = list(names) if names else list(self.task_names())
+        unknown = [n for n in names if n not in self.task_names()]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} not in suite {self.name!r} "
+                             f"({', '.join(self.task_names())})")
+        by_name = {t.name: t for t in self.tasks}
+        return tuple((n, by_name[n].steps_for(preset)) for n in names)
+
 
 def _suite_dir():
     return resources.files("configs") / "suites"

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from search.strategies import STRATEGIES as STRATEGY_NAMES
+from search.strategies import STRATEGIES
 
 
 class ConfigError(ValueError):
@@ -106,8 +106,8 @@ class SearchConfig:
         return asdict(self)
 
 
-def _check_type(value: Any, default: Any, annotation: str, key: str) -> Any:
-    """Accept ``value`` for a field whose default is ``default`` (types are checked loosely)."""
+def _check_type(value: Any, annotation: str, key: str) -> Any:
+    """Accept ``value`` for a field annotated ``annotation`` (types are checked loosely)."""
     optional = "None" in annotation
     if value is None:
         if optional:
@@ -145,7 +145,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         if is_dataclass(default):
             setattr(obj, key, _build(type(default), value or {}, f"{prefix}{key}."))
         else:
-            setattr(obj, key, _check_type(value, default, str(f.type), prefix + key))
+            setattr(obj, key, _check_type(value, str(f.type), prefix + key))
     return obj
 
 
@@ -158,9 +158,9 @@ def validate(cfg: SearchConfig) -> SearchConfig:
     """Range and name checks that need no training; returns ``cfg``."""
     from evaluators.suites import PRESETS
 
-    if cfg.strategy not in STRATEGY_NAMES:
+    if cfg.strategy not in STRATEGIES:
         raise ConfigError(f"config key 'strategy': {cfg.strategy!r} is not one of "
-                          f"{', '.join(STRATEGY_NAMES)}")
+                          f"{', '.join(STRATEGIES)}")
     for key, value in (("evaluations", cfg.evaluations), ("proxy.budget", cfg.proxy.budget),
                        ("proxy.hurdle", cfg.proxy.hurdle), ("evolution.population_size",
                        cfg.evolution.population_size), ("evolution.tournament_size",

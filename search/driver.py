@@ -142,7 +142,7 @@ class Driver:
         done, _ = cf.wait(list(self._in_flight), timeout=timeout, return_when=cf.FIRST_COMPLETED)
         for fut in [f for f in self._in_flight if f in done]:  # submission order: deterministic
             cand = self._in_flight.pop(fut)
-            self._fp_in_flight = {k: v for k, v in self._fp_in_flight.items() if v != cand.id}
+            self._fp_in_flight.pop(self.population.entries[cand.id].fingerprint, None)
             try:
                 outcome = Outcome.from_dict(fut.result()["outcome"])
             except Exception as exc:  # noqa: BLE001 -- timeouts, lost workers, bugs: a failed result

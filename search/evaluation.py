@@ -60,13 +60,13 @@ class ProxySettings:
 def tuned_loss(task: str, steps: int | None, program, settings: ProxySettings) -> tuple[float, float]:
     """(best lr, best validation loss) of ``program`` on ``task`` after tuning (inf if none ran)."""
     from evaluators import train
+    from evaluators.evaluate import run_loss
     from evaluators.tuning import make_tuner
 
     def objective(lrs):
         runs = train.run_lr_grid(task, program, list(lrs), seed=settings.tune_seed,
                                  preset=settings.preset, device=settings.device, steps=steps)
-        return [math.inf if r.diverged or not math.isfinite(r.final_val_loss) else r.final_val_loss
-                for r in runs]
+        return [run_loss(r) for r in runs]
 
     result = make_tuner(settings.tuner, seed=settings.tune_seed).tune(objective, settings.budget)
     return result.best_lr, result.best_loss

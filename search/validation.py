@@ -64,13 +64,11 @@ def heldout_settings(config) -> Settings:
 
     v = config.validation
     suite = load_suite(v.suite)
-    wanted = v.tasks or list(suite.task_names())
-    unknown = sorted(set(wanted) - set(suite.task_names()))
-    if unknown:
-        raise ValueError(f"validation.tasks: {', '.join(unknown)} not in suite {suite.name!r} "
-                         f"({', '.join(suite.task_names())})")
-    by_name = {t.name: t for t in suite.tasks}
-    tasks = tuple(TaskPlan(n, by_name[n].steps_for(v.preset)) for n in wanted)
+    try:
+        selected = suite.select(v.tasks, v.preset)
+    except ValueError as exc:
+        raise ValueError(f"validation.tasks: {exc}") from None
+    tasks = tuple(TaskPlan(n, steps) for n, steps in selected)
     return Settings(suite=suite.name, suite_source=suite.source, tasks=tasks, seeds=v.seeds,
                     budget=v.budget, tuner=config.proxy.tuner, preset=v.preset,
                     device=config.device, profiles=True)

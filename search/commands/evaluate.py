@@ -123,7 +123,7 @@ def _resolve(args):
         raise UserError(f"suite {args.suite!r}: {exc}") from None
     candidate = load_rule(args.rule)  # a dsl.RuleError is the CLI's one-line exit 2
     baselines = _load_baselines(args.baselines)
-    tasks = tuple(TaskPlan(t.name, t.steps_for(args.preset)) for t in suite.tasks)
+    tasks = tuple(TaskPlan(n, steps) for n, steps in suite.select(None, args.preset))
     settings = Settings(suite=suite.name, suite_source=suite.source, tasks=tasks, seeds=seeds,
                         budget=budget, tuner=args.tuner, preset=args.preset, device=args.device,
                         profiles=args.profiles or suite.name == "heldout")

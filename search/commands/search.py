@@ -104,14 +104,11 @@ def _proxy_settings(cfg):
         suite = load_suite(cfg.proxy.suite)
     except (OSError, ValueError) as exc:
         raise UserError(f"proxy.suite: {exc}") from None
-    names = cfg.proxy.tasks or list(suite.task_names())
-    unknown = [n for n in names if n not in suite.task_names()]
-    if unknown:
-        raise UserError(f"proxy.tasks: {', '.join(unknown)} not in suite {suite.name!r} "
-                        f"({', '.join(suite.task_names())})")
-    by_name = {t.name: t for t in suite.tasks}
-    return ProxySettings(tuple((n, by_name[n].steps_for(cfg.proxy.preset)) for n in names),
-                         cfg.proxy.preset, cfg.device, cfg.proxy.budget, cfg.proxy.tuner, 0,
+    try:
+        tasks = suite.select(cfg.proxy.tasks, cfg.proxy.preset)
+    except ValueError as exc:
+        raise UserError(f"proxy.tasks: {exc}") from None
+    return ProxySettings(tasks, cfg.proxy.preset, cfg.device, cfg.proxy.budget, cfg.proxy.tuner, 0,
                          cfg.proxy.hurdle)
 
 
@@ -138,10 +135,16 @@ def run(args) -> int:
     from search.driver import Driver, seed_candidates
     from search.report import counts, write_report
     from search.strategies import make_strategy
-    from search.validation import meta_validate
+    from search.validation import heldout_settings, meta_validate
 
     cfg, run_dir = _load(args)
     proxy = _proxy_settings(cfg)
+    validate = not args.no_validate and cfg.validation.top_k > 0
+    if validate:
+        try:  # a bad validation section must fail now, not after the whole search
+            heldout_settings(cfg)
+        except (OSError, ValueError) as exc:
+            raise UserError(str(exc) if str(exc).startswith("validation.") else f"validation.suite: {exc}") from None
     try:
         seeds, adamw_text = seed_candidates(cfg.seeds)
     except (RuleError, OSError) as exc:
@@ -171,7 +174,7 @@ def run(args) -> int:
                             on_outcome=on_outcome, log=bar.write)
             bar.update(driver.population.trained_count)
             pop = driver.run(adamw_text)
-        if not args.no_validate and cfg.validation.top_k > 0:
+        if validate:
             meta_validate(pop, journal, cfg)
         journal.append("end", trained=pop.trained_count)
     except KeyboardInterrupt:

@@ -158,6 +158,10 @@ def test_bad_config_values_exit_2(tmp_path, capsys):
     bad = write_config(tmp_path, seeds=["adamw", "nosuchrule"])
     assert main(["search", str(bad), "--out", str(tmp_path / "r2")]) == 2
     assert "seeds:" in capsys.readouterr().err
+    bad = write_config(tmp_path, validation={"tasks": ["nope"]})
+    assert main(["search", str(bad), "--out", str(tmp_path / "r3")]) == 2  # before any training
+    assert "validation.tasks: nope not in suite 'heldout'" in capsys.readouterr().err
+    assert not (tmp_path / "r3").exists()
 
 
 def test_help_explains_the_search(capsys):
