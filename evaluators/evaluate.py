@@ -5,7 +5,9 @@ them because it is the fitness normaliser):
 
 1. **tune** the learning rate on ``tune_seed`` with the same tuner and the same number of trials
    for every rule (``evaluators.tuning``; the grid's first batch goes to ``run_lr_grid`` so an
-   ensemble trainer runs it as one model);
+   ensemble trainer runs it as one model), the grid placed at the rule's own update scale
+   relative to AdamW's (``evaluators.scale``: a rule times a constant gets the same fitness), and
+   widened past the budget by up to ``max_extra`` trials while its best lr sits at an edge;
 2. **train** at the tuned lr on ``seeds`` fresh seeds ``tune_seed + 1 .. tune_seed + seeds``
    (not the tuning seed, whose loss is the minimum over the grid and so biased low);
 3. **compare** on those seeds: mean ± std of the final validation loss, the ratio to AdamW
@@ -73,13 +75,16 @@ class Settings:
     device: str = "cpu"
     tune_seed: int = 0
     profiles: bool = False
+    scale_invariant: bool = True  # place each rule's lr grid at its own update scale
+    max_extra: int = 0  # extra grid points allowed while the best lr is at an edge
 
     @property
     def eval_seeds(self) -> tuple[int, ...]:
         return tuple(range(self.tune_seed + 1, self.tune_seed + 1 + self.seeds))
 
     def total_runs(self, n_rules: int) -> int:
-        """Training runs an evaluation of ``n_rules`` rules performs (cache hits included)."""
+        """Training runs an evaluation of ``n_rules`` rules performs (cache hits included; the
+        grid's extra widening trials, when any, come on top)."""
         return len(self.tasks) * n_rules * (self.budget + self.seeds)
 
     def to_dict(self) -> dict:
@@ -87,7 +92,8 @@ class Settings:
                 "tasks": [t.__dict__ for t in self.tasks], "seeds": self.seeds,
                 "eval_seeds": list(self.eval_seeds), "budget": self.budget, "tuner": self.tuner,
                 "preset": self.preset, "device": self.device, "tune_seed": self.tune_seed,
-                "profiles": self.profiles}
+                "profiles": self.profiles, "scale_invariant": self.scale_invariant,
+                "max_extra": self.max_extra}
 
 
 @dataclass(frozen=True)
@@ -268,7 +274,9 @@ def evaluate(candidate: Any, baselines: Mapping[str, Any], settings: Settings,
              candidate_source: str | None = None, cache: dict | None = None) -> Report:
     """Run the protocol for ``candidate`` against ``baselines`` (name -> rule, incl. ``adamw``).
 
-    ``runner`` provides ``run_training`` and ``run_lr_grid`` (default: ``evaluators.train``);
+    ``runner`` provides ``run_training`` and ``run_lr_grid`` (default: ``evaluators.train``), and
+    optionally ``update_scale`` (default: ``evaluators.scale.update_scale``; a runner without it
+    tunes every rule on the default grid);
     ``progress(n)`` is called after every n runs, ``settings.total_runs(...)`` in all;
     ``candidate_source`` (a path or builtin:NAME) is recorded for provenance. Pass the same
     ``cache`` dict to several evaluations with the same settings (a search) and the baselines'
@@ -280,8 +288,10 @@ def evaluate(candidate: Any, baselines: Mapping[str, Any], settings: Settings,
     programs = {label: rule for label, (_, rule) in labelled.items()}
     rules = [describe(label, role, rule, candidate_source if role == "candidate" else None)
              for label, (role, rule) in labelled.items()]
+    scale_of = getattr(runner, "update_scale", None)
     if runner is None:
         from . import train as runner  # the real trainer; tests pass a fake
+        from .scale import update_scale as scale_of
     started = _dt.datetime.now(_dt.timezone.utc)
     cache = {} if cache is None else cache
     runs_log: list[dict] = []
@@ -314,8 +324,12 @@ def evaluate(candidate: Any, baselines: Mapping[str, Any], settings: Settings,
         for task in settings.tasks:
             per_rule: dict[str, tuple[TuningResult, list]] = {}
             with measure(settings.device) as usage:
+                scales = _grid_scales(scale_of, programs, task, settings, cache) \
+                    if settings.scale_invariant and scale_of is not None else {}
                 for info in rules:
-                    tuner = make_tuner(settings.tuner, seed=settings.tune_seed)
+                    tuner = make_tuner(settings.tuner, seed=settings.tune_seed,
+                                       scale=scales.get(info.label, 1.0),
+                                       max_extra=settings.max_extra)
                     tuning = tuner.tune(lambda lrs, i=info, t=task: [run_loss(r) for r in train(
                         i.label, t, lrs, settings.tune_seed, "tune")], settings.budget)
                     runs = [train(info.label, task, [tuning.best_lr], s, "eval")[0]
@@ -329,6 +343,23 @@ def evaluate(candidate: Any, baselines: Mapping[str, Any], settings: Settings,
     wall = (_dt.datetime.now(_dt.timezone.utc) - started).total_seconds()
     return Report(settings, tuple(rules), tuple(reports), fits, runs_log, profiles, wall,
                   provenance(started), usage=whole.usage)
+
+
+def _grid_scales(scale_of: Callable, programs: Mapping[str, Any], task: TaskPlan,
+                 settings: Settings, cache: dict) -> dict[str, float]:
+    """Each rule's grid placement on ``task``: AdamW's update RMS over the rule's (each rule's
+    RMS measured once per cache)."""
+    from .scale import relative_scale
+
+    raw = {}
+    for label, rule in programs.items():
+        key = ("scale", _rule_key(rule), task.name, task.steps, settings.preset, settings.device,
+               settings.tune_seed)
+        if key not in cache:
+            cache[key] = scale_of(task.name, rule, seed=settings.tune_seed, preset=settings.preset,
+                                  device=settings.device, steps=task.steps)
+        raw[label] = cache[key]
+    return {label: relative_scale(value, raw[REFERENCE]) for label, value in raw.items()}
 
 
 def _task_report(task: str, candidate: str, per_rule: Mapping[str, tuple],

@@ -11,7 +11,8 @@ the journal stores them and Ray ships them between processes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -52,9 +53,16 @@ class Candidate:
 class Outcome:
     """What evaluating a candidate gave: fitness (lower is better) and the funnel stage reached.
 
-    ``status``: ``ok`` (every task of the proxy suite ran), ``hurdle`` (stopped after the first
-    task, whose ratio missed the hurdle: ``fitness`` is that task's ratio), ``invalid`` (the
-    validity gate refused it: ``fitness`` is WORST_FITNESS and it was never trained), ``failed``
+    The funnel (``search.funnel``) runs stages from cheap to expensive; ``fitness`` is the one of
+    the deepest stage reached (``stage``, at index ``depth``), with ``se`` the standard error of
+    its logarithm (from seed-to-seed noise: the rule's own with several seeds, AdamW's measured
+    noise with one) over ``seeds`` evaluation seeds; ``stages`` keeps every stage's result in
+    order (``{"fitness", "se", "seeds", "tasks": {task: ratio}, "promoted", "wall_time_s"}``), and
+    ``tasks`` the deepest stage's ratios. Rankings put deeper rules first, then lower fitness.
+
+    ``status``: ``ok`` (every task of its deepest stage ran; the funnel stopped it there or it
+    finished the last stage), ``hurdle`` (stopped by the promotion rule of its first stage),
+    ``invalid`` (the validity gate refused it: WORST_FITNESS, never trained, depth -1), ``failed``
     (diverged, non-finite, an error while training, a timeout or a lost worker: WORST_FITNESS).
     A candidate that computes the same as one already evaluated (same structural hash or same
     functional fingerprint) is not trained: it gets that rule's outcome with ``same_as`` set.
@@ -67,10 +75,27 @@ class Outcome:
     wall_time_s: float = 0.0
     error: str = ""
     same_as: str = ""  # for duplicates: the id of the evaluated rule whose outcome this is
+    stage: str = ""  # the deepest funnel stage reached ("" when never trained)
+    depth: int = -1  # its index in the funnel (-1 when never trained)
+    se: float = math.nan  # standard error of ln(fitness) at that stage
+    seeds: int = 0  # evaluation seeds behind fitness
+    stages: dict[str, dict] = field(default_factory=dict)  # every stage reached, in order
 
     @property
     def complete(self) -> bool:
         return self.status == "ok"
+
+    def rank_key(self, z: float = 0.0) -> tuple:
+        """Sort key, best first: failed and invalid rules last, then deeper stages first (at one
+        depth, rules its promotion rule stopped after the rules that completed), then
+        ln(fitness) + z standard errors (a lucky, noisy result is discounted by ``z``; an unknown
+        error counts as none)."""
+        value = self.fitness if isinstance(self.fitness, (int, float)) else math.inf
+        if not value == value:  # NaN: no usable fitness
+            value = math.inf
+        log = math.log(value) if value > 0 else -math.inf
+        se = self.se if isinstance(self.se, (int, float)) and math.isfinite(self.se) else 0.0
+        return (self.status in ("failed", "invalid"), -self.depth, self.status == "hurdle", log + z * se)
 
     @property
     def trained(self) -> bool:
@@ -79,12 +104,17 @@ class Outcome:
 
     def reused_by(self, cid: str) -> Outcome:
         """This outcome, given to a duplicate of the rule ``cid`` (no time spent)."""
-        return Outcome(self.fitness, self.status, dict(self.tasks), self.state_bytes, 0.0,
-                       self.error, cid)
+        return replace(self, wall_time_s=0.0, same_as=cid, tasks=dict(self.tasks),
+                       stages={k: dict(v) for k, v in self.stages.items()})
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, d: dict) -> Outcome:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        data = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if data.get("se") is None:  # JSON keeps no NaN: the journal writes it as null
+            data.pop("se", None)
+        if "depth" not in data and data.get("status") in ("ok", "hurdle", "failed"):
+            data["depth"] = 0  # a journal from before the funnel: one stage, reached
+        return cls(**data)

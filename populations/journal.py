@@ -1,10 +1,12 @@
 """The search's append-only journal: one JSON line per event, flushed and fsynced as it happens.
 
 Everything a search learns is an event in ``journal.jsonl``: ``start`` (a driver started or
-resumed), ``reference`` (AdamW's tuned losses per proxy task, the fitness normaliser),
-``proposed`` (a candidate with its id, origin, parents and canonical text), ``finished`` (its
-outcome: fitness, status, per-task ratios), ``validated`` (a held-out meta-validation result)
-and ``end``. The file is the search's whole state: kill the driver at any moment, replay the
+resumed), ``reference`` (AdamW's measurements per funnel stage and task, the fitness normaliser,
+with its seed-to-seed noise), ``proposed`` (a candidate with its id, origin, parents and
+canonical text), ``staged`` (its measurements and score at one funnel stage, and whether it goes
+on), ``remeasured`` (a top incumbent's outcome after fresh seeds), ``finished`` (its outcome:
+fitness, status, stage reached, per-task ratios), ``validated`` (a held-out meta-validation
+result) and ``end``. The file is the search's whole state: kill the driver at any moment, replay the
 journal, and the search goes on with nothing lost and nothing evaluated twice (a candidate that
 was proposed but not finished is simply submitted again).
 
@@ -24,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-EVENTS = ("start", "reference", "proposed", "finished", "validated", "end")
+EVENTS = ("start", "reference", "proposed", "staged", "remeasured", "finished", "validated", "end")
 
 
 class JournalError(ValueError):

@@ -1,25 +1,27 @@
-"""Evaluate one candidate on the proxy suite, as a job any executor can run (plain dicts in/out).
+"""Measure one rule at one funnel stage, as a job any executor can run (plain dicts in and out).
 
-The search's inner loop must be cheap and must treat every rule alike, so each candidate gets the
-same protocol as AdamW, its normaliser:
+The search's inner loop must treat every rule alike, AdamW (its normaliser) included. On each
+task of the stage (``search.funnel.Stage``):
 
-1. for each proxy task in order, tune the learning rate with the same tuner and the same number
-   of trials (``evaluators.tuning``; the grid runs as one batched model where the task allows) on
-   the tuning seed, and keep the best validation loss;
-2. the task's ratio is that loss over AdamW's tuned loss on the same task and seed (computed once
-   per search, the ``reference``); both are minima over the same number of trials, so the bias of
-   taking a minimum is the same on both sides;
-3. **funnel** (successive halving in spirit: Jamieson & Talwalkar 2016; Lion's search used
-   cheap proxies the same way, Chen et al. 2023): if the first task's ratio is above the
-   ``hurdle``, stop there: status ``hurdle``, fitness = that ratio; otherwise run the rest;
-4. fitness = geometric mean of the ratios (``evaluators.fitness``); a diverged or non-finite
-   result on any task makes the candidate ``failed`` with WORST_FITNESS, never an exception.
+1. **scale**: the rule's update RMS at the task's initial weights (``evaluators.scale``); its
+   lr grid is placed at AdamW's RMS over it, so a constant factor on the update changes nothing;
+2. **tune** the learning rate on the tuning seed with the stage's tuner and budget, the same for
+   every rule (``evaluators.tuning``; the grid runs as one batched model where the task allows);
+3. **measure**: ``seeds: 1`` keeps the tuning seed's best trial (the cheapest measurement; AdamW's
+   reference is measured the same way, so both carry the same bias of a minimum over trials);
+   ``seeds: n`` trains ``n`` fresh seeds at the tuned lr. A remeasurement (``extra_seeds``) trains
+   further fresh seeds at the lr already tuned.
 
-These are proxy numbers on one seed, good for ranking inside a search; claims are made only by
-the held-out meta-validation, which re-runs the best rules with several seeds.
+A task that diverges or cannot run stops the job there (the stage is failed; nothing raises).
+Measurements are keyed by ``Stage.task_key``: a later stage with the same protocol for a task
+reuses the earlier measurement (``previous``) instead of training again.
 
-``evaluate_job`` is a module-level function over JSON-like dicts so that it pickles cheaply to a
-Ray worker; the worker parses the rule text itself.
+The reference job (``reference`` None) measures AdamW itself with the tuning seed's best trial
+and ``reference_seeds`` fresh seeds at its tuned lr, so every stage can compare on matching seeds
+and the seed-to-seed noise of every task is known (its coefficient of variation ``cv``).
+
+``stage_job`` is a module-level function over JSON-like dicts so that it pickles cheaply to a Ray
+worker; the worker parses the rule text itself.
 """
 
 from __future__ import annotations
@@ -27,96 +29,99 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from dsl.errors import RuleError
-from evaluators.fitness import WORST_FITNESS, TaskFitness, fitness
-from populations.candidate import Outcome
+
+from .funnel import Stage, _cv
 
 
-@dataclass(frozen=True)
-class ProxySettings:
-    """How candidates are scored inside the search (part of the search config)."""
-
-    tasks: tuple[tuple[str, int | None], ...]  # (task name, steps or None for the preset's)
-    preset: str = "tiny"
-    device: str = "cpu"
-    budget: int = 4  # lr trials per task, the same for every rule
-    tuner: str = "grid"
-    tune_seed: int = 0
-    hurdle: float = 1.5  # first-task ratio above which a candidate stops early
-
-    def to_dict(self) -> dict:
-        return {"tasks": [list(t) for t in self.tasks], "preset": self.preset,
-                "device": self.device, "budget": self.budget, "tuner": self.tuner,
-                "tune_seed": self.tune_seed, "hurdle": self.hurdle}
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> ProxySettings:
-        return cls(tuple((str(n), s) for n, s in d["tasks"]), d["preset"], d["device"],
-                   int(d["budget"]), d["tuner"], int(d["tune_seed"]), float(d["hurdle"]))
-
-
-def tuned_loss(task: str, steps: int | None, program, settings: ProxySettings) -> tuple[float, float]:
-    """(best lr, best validation loss) of ``program`` on ``task`` after tuning (inf if none ran)."""
+def _train(task: str, steps: int | None, program, lrs: list[float], seed: int, stage: Stage):
     from evaluators import train
+
+    if len(lrs) > 1:
+        return train.run_lr_grid(task, program, lrs, seed=seed, preset=stage.preset,
+                                 device=stage.device, steps=steps)
+    return [train.run_training(task, program, lrs[0], seed=seed, preset=stage.preset,
+                               device=stage.device, steps=steps)]
+
+
+def _losses(task: str, steps: int | None, program, lr: float, seeds, stage: Stage) -> dict:
     from evaluators.evaluate import run_loss
+
+    return {str(s): run_loss(_train(task, steps, program, [lr], s, stage)[0]) for s in seeds}
+
+
+def measure_task(task: str, steps: int | None, program, stage: Stage, reference_scale: float | None,
+                 fresh_seeds: int = 0) -> dict:
+    """Scale, tune and measure ``program`` on one task (see the module docstring)."""
+    from evaluators.evaluate import run_loss
+    from evaluators.scale import relative_scale, update_scale
     from evaluators.tuning import make_tuner
 
-    def objective(lrs):
-        runs = train.run_lr_grid(task, program, list(lrs), seed=settings.tune_seed,
-                                 preset=settings.preset, device=settings.device, steps=steps)
-        return [run_loss(r) for r in runs]
+    started = time.perf_counter()
+    own = update_scale(task, program, seed=stage.tune_seed, preset=stage.preset,
+                       device=stage.device, steps=steps)
+    factor = 1.0 if reference_scale is None else relative_scale(own, reference_scale)
+    tuner = make_tuner(stage.tuner, seed=stage.tune_seed, scale=factor, max_extra=stage.max_extra)
+    tuning = tuner.tune(lambda lrs: [run_loss(r) for r in _train(task, steps, program, list(lrs),
+                                                                 stage.tune_seed, stage)],
+                        stage.budget)
+    losses = {str(stage.tune_seed): tuning.best_loss} if stage.seeds == 1 or fresh_seeds else {}
+    if math.isfinite(tuning.best_loss):
+        seeds = stage.eval_seeds if stage.seeds > 1 else ()
+        if fresh_seeds:
+            seeds = tuple(range(stage.tune_seed + 1, stage.tune_seed + 1 + fresh_seeds))
+        losses.update(_losses(task, steps, program, tuning.best_lr, seeds, stage))
+    else:
+        losses.update({str(s): math.inf for s in stage.eval_seeds})
+    return {"key": stage.task_key(task, steps), "lr": tuning.best_lr, "tune_loss": tuning.best_loss,
+            "losses": losses, "scale": own, "grid_scale": factor, "trials": tuning.n_trials,
+            "extra": tuning.extra, "at_edge": tuning.at_edge,
+            "wall_time_s": time.perf_counter() - started}
 
-    result = make_tuner(settings.tuner, seed=settings.tune_seed).tune(objective, settings.budget)
-    return result.best_lr, result.best_loss
+
+def _failed(measured: Mapping) -> bool:
+    return any(v is None or not math.isfinite(v) for v in measured["losses"].values())
 
 
-def evaluate_job(payload: dict) -> dict:
-    """Run the funnel for one candidate; returns ``{"outcome": Outcome dict, "losses": ...}``.
+def stage_job(payload: dict) -> dict:
+    """Measure a rule at a stage; returns ``{"tasks", "state_bytes", "wall_time_s", "error"}``.
 
-    With ``reference`` None (the AdamW reference itself) every task runs and only the losses
-    matter. Never raises for a bad rule: errors become a ``failed`` outcome.
+    payload: ``text`` (canonical rule), ``stage`` (``Stage.to_dict()``), ``reference`` (AdamW's
+    measurements at this stage, task -> dict with ``scale``; None to measure AdamW itself with
+    ``reference_seeds`` fresh seeds), ``previous`` (task key -> an earlier stage's measurement to
+    reuse), or ``remeasure`` (``{"seeds": [...], "lrs": {task: lr}}``: fresh seeds only).
     """
     from dsl.fingerprint import state_bytes_per_param
     from dsl.parser import parse
 
-    settings = ProxySettings.from_dict(payload["settings"])
+    stage = Stage.from_dict(payload["stage"])
     reference = payload.get("reference")
+    previous = payload.get("previous") or {}
     started = time.perf_counter()
-    losses: dict[str, dict] = {}
-    ratios: dict[str, TaskFitness] = {}
+    tasks: dict[str, dict] = {}
+    state_bytes, error = None, ""
     try:
         program = parse(payload["text"], name=payload.get("id") or None)
         state_bytes = state_bytes_per_param(program)
-        for i, (task, steps) in enumerate(settings.tasks):
-            lr, loss = tuned_loss(task, steps, program, settings)
-            losses[task] = {"lr": lr, "loss": loss}
-            if reference is None:
-                continue
-            ratios[task] = TaskFitness.compare([loss], [reference[task]])
-            if ratios[task].status == "failed":
+        remeasure = payload.get("remeasure")
+        for task, steps in stage.tasks:
+            if remeasure is not None:
+                lr = remeasure["lrs"][task]
+                tasks[task] = {"lr": lr, "losses": _losses(task, steps, program, lr,
+                                                           remeasure["seeds"], stage)}
+            elif stage.task_key(task, steps) in previous:
+                tasks[task] = dict(previous[stage.task_key(task, steps)], reused=True)
+            elif reference is None:
+                tasks[task] = measure_task(task, steps, program, stage, None,
+                                           fresh_seeds=int(payload["reference_seeds"]))
+                fresh = [v for k, v in tasks[task]["losses"].items() if k != str(stage.tune_seed)]
+                tasks[task].update(cv=_cv(fresh), n=len(fresh))
+            else:
+                tasks[task] = measure_task(task, steps, program, stage, reference[task]["scale"])
+            if _failed(tasks[task]):
                 break
-            if i == 0 and len(settings.tasks) > 1 and ratios[task].ratio > settings.hurdle:
-                return _result(Outcome(ratios[task].ratio, "hurdle", _ratio_dict(ratios),
-                                       state_bytes, time.perf_counter() - started), losses)
     except RuleError as exc:
-        return _result(Outcome(WORST_FITNESS, "failed", _ratio_dict(ratios), None,
-                               time.perf_counter() - started, str(exc)), losses)
-    wall = time.perf_counter() - started
-    if reference is None:
-        return _result(Outcome(math.nan, "ok", {}, state_bytes, wall), losses)
-    fit = fitness(ratios)
-    status = "failed" if fit.failed else "ok"
-    error = "" if not fit.failed else "diverged or non-finite on " + ", ".join(
-        t for t, f in ratios.items() if f.status != "ok")
-    return _result(Outcome(fit.value, status, _ratio_dict(ratios), state_bytes, wall, error),
-                   losses)
-
-
-def _ratio_dict(ratios: Mapping[str, TaskFitness]) -> dict[str, float]:
-    return {t: f.ratio for t, f in ratios.items()}
-
-
-def _result(outcome: Outcome, losses: dict) -> dict:
-    return {"outcome": outcome.to_dict(), "losses": losses}
+        error = str(exc)
+    return {"tasks": tasks, "state_bytes": state_bytes, "error": error,
+            "wall_time_s": time.perf_counter() - started}

@@ -37,7 +37,8 @@ def _row(entry: Entry) -> dict:
     return {"id": entry.id, "origin": entry.candidate.origin, "parents": list(entry.candidate.parents),
             "change": entry.candidate.change, "fitness": out.fitness, "status": out.status,
             "tasks": out.tasks, "state_bytes": out.state_bytes, "wall_time_s": out.wall_time_s,
-            "hash": entry.hash, "text": canonical_text(entry),
+            "stage": out.stage, "depth": out.depth, "se": out.se, "seeds": out.seeds,
+            "stages": out.stages, "hash": entry.hash, "text": canonical_text(entry),
             "heldout": val}
 
 

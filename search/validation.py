@@ -12,11 +12,14 @@ held-out suite, against the baselines. A candidate is a **winner** only if
 
 Results are journaled (``validated``) one candidate at a time, so a resumed search does not
 validate anything twice; the baselines' runs are shared across candidates through one cache.
+Each candidate's whole evaluation (every rule, task and run, with loss curves: the schema of
+``optforge evaluate``'s results.json) is written to ``RUN/validation/<id>/results.json``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from evaluators.evaluate import ALPHA, MIN_SEEDS, Report, Settings, TaskPlan, evaluate
 from populations.journal import Journal
@@ -71,7 +74,7 @@ def heldout_settings(config) -> Settings:
     tasks = tuple(TaskPlan(n, steps) for n, steps in selected)
     return Settings(suite=suite.name, suite_source=suite.source, tasks=tasks, seeds=v.seeds,
                     budget=v.budget, tuner=config.proxy.tuner, preset=v.preset,
-                    device=config.device, profiles=True)
+                    device=config.device, profiles=True, max_extra=v.max_extra)
 
 
 def candidates_to_validate(population: Population, top_k: int) -> list[Entry]:
@@ -83,9 +86,11 @@ def candidates_to_validate(population: Population, top_k: int) -> list[Entry]:
 
 def meta_validate(population: Population, journal: Journal, config,
                   progress: Callable[[int], None] | None = None,
-                  log: Callable[[str], None] = print) -> list[Entry]:
+                  log: Callable[[str], None] = print, run_dir: str | Path | None = None
+                  ) -> list[Entry]:
     """Validate the top K (skipping those already validated); returns the validated entries."""
     from dsl.loader import load_rule
+    from evaluators.results import write_results
 
     chosen = candidates_to_validate(population, config.validation.top_k)
     if not chosen:
@@ -100,6 +105,8 @@ def meta_validate(population: Population, journal: Journal, config,
             f"{settings.suite} with {settings.seeds} seeds ...")
         report = evaluate(entry.candidate.program, baselines, settings, progress=progress,
                           candidate_source=f"search candidate {entry.id}", cache=cache)
+        if run_dir is not None:
+            write_results(report, Path(run_dir) / "validation" / entry.id / "results.json")
         record = journal.append("validated", id=entry.id, result=summarize(report))
         population.apply(record)
     return chosen

@@ -28,7 +28,7 @@ def make_strategy(config, seeds: list[Candidate], run_dir: str | Path | None = N
                                  tournament_size=ev.tournament_size,
                                  crossover_rate=ev.crossover_rate, restart_every=ev.restart_every,
                                  seed=seed, max_statements=mut.max_statements,
-                                 primitives=mut.primitives)
+                                 primitives=mut.primitives, z=config.noise_z)
     if config.strategy == "random":
         from .random_search import RandomStrategy
 
@@ -39,7 +39,12 @@ def make_strategy(config, seeds: list[Candidate], run_dir: str | Path | None = N
 
         op = config.optuna
         storage = None if run_dir is None else Path(run_dir) / "optuna.journal"
+        stages = len(config.funnel) if config.funnel else (2 if len(config.proxy.tasks or [0, 0]) > 1 else 1)
+        pruner = op.pruner
+        if pruner == "auto":
+            pruner = "successive_halving" if stages > 1 and len(op.objectives) == 1 else "none"
         return OptunaStrategy(seeds, slots=op.slots, sampler=op.sampler,
                               objectives=tuple(op.objectives), seed=seed, storage=storage,
-                              study_name=config.name, primitives=mut.primitives)
+                              study_name=config.name, primitives=mut.primitives, pruner=pruner,
+                              reduction_factor=op.reduction_factor, stages=stages)
     raise ValueError(f"unknown strategy {config.strategy!r}; choose from {', '.join(STRATEGIES)}")

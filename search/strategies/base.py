@@ -33,8 +33,10 @@ def seed_candidates(texts: dict[str, str]) -> list[Candidate]:
     return [Candidate(text, "seed", (), name) for name, text in texts.items()]
 
 
-def best(told: Sequence[tuple[Candidate, Outcome]]) -> tuple[Candidate, Outcome] | None:
-    """The told pair with the lowest fitness (complete evaluations before hurdle-stopped ones)."""
+def best(told: Sequence[tuple[Candidate, Outcome]], z: float = 0.0) -> tuple[Candidate, Outcome] | None:
+    """The best told pair: the deepest funnel stage, then the lowest fitness discounted by ``z``
+    standard errors (`populations.candidate.Outcome.rank_key`), so that between a lucky noisy
+    result and a steady one of the same mean the steady one wins; the first of ties."""
     if not told:
         return None
-    return min(told, key=lambda co: (not co[1].complete, co[1].fitness))
+    return min(told, key=lambda co: co[1].rank_key(z))

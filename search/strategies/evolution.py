@@ -4,8 +4,9 @@ and of the search that found Lion (Chen et al. 2023), warm-started from known op
 
 The population is the last ``population_size`` evaluated candidates (age-based removal: the oldest
 leaves, whatever its fitness, which keeps lucky evaluations from ruling forever). A child comes
-from a tournament: sample ``tournament_size`` members, take the best (complete evaluations first,
-then lowest fitness: `search.strategies.base.best`) and mutate it; with probability
+from a tournament: sample ``tournament_size`` members, take the best (the deepest funnel stage,
+then the lowest fitness discounted by ``z`` standard errors of its seed noise, so a lucky
+evaluation does not win tournaments on luck: `search.strategies.base.best`) and mutate it; with probability
 ``crossover_rate`` two tournament winners are crossed instead. Until anything has been told the
 strategy proposes mutations of the seed rules, round robin. ``restart_every`` > 0 refills the
 whole population with the best candidate seen so far every that many tells (a restart from the
@@ -52,7 +53,7 @@ class EvolutionStrategy:
 
     def __init__(self, seeds: list[Candidate], *, population_size: int = 32, tournament_size: int = 4,
                  crossover_rate: float = 0.1, restart_every: int = 0, seed: int = 0, max_statements: int = 12,
-                 primitives: Sequence[str] | None = None):
+                 primitives: Sequence[str] | None = None, z: float = 0.0):
         if population_size < 1 or tournament_size < 1:
             raise ValueError("population_size and tournament_size must be at least 1")
         if not 0.0 <= crossover_rate <= 1.0:
@@ -63,6 +64,7 @@ class EvolutionStrategy:
         self.tournament_size = tournament_size
         self.crossover_rate = crossover_rate
         self.restart_every = restart_every
+        self.z = z
         self.rng = random.Random(seed)
         self.mutator = Mutator(self.rng, max_statements=max_statements, primitives=primitives)
         self.seeds = [c for c in seeds if parsed(c) is not None]
@@ -83,7 +85,7 @@ class EvolutionStrategy:
                 outcome = replace(outcome, fitness=math.inf)      # no usable fitness: loses every tournament
             pair = (candidate, outcome)
             self.population.append(pair)
-            self.best_ever = pair if self.best_ever is None else best([self.best_ever, pair])
+            self.best_ever = pair if self.best_ever is None else best([self.best_ever, pair], self.z)
         if self.restart_every and self.told % self.restart_every == 0 and self.best_ever is not None:
             self.population = deque([self.best_ever] * self.population_size, maxlen=self.population_size)
             self.restarts += 1
@@ -109,7 +111,7 @@ class EvolutionStrategy:
     def _tournament(self) -> Candidate:
         k = min(self.tournament_size, len(self.population))
         contestants = self.rng.sample(range(len(self.population)), k)
-        winner = best([self.population[i] for i in sorted(contestants)])
+        winner = best([self.population[i] for i in sorted(contestants)], self.z)
         assert winner is not None
         return winner[0]
 

@@ -34,6 +34,15 @@ non-finite values as the worst). Candidates this strategy did not ask (seeds, an
 no ``trial`` in meta) are ignored: a seed rule has no encoding in the slot space. Telling an already
 finished trial again (journal replay on resume) is a no-op.
 
+Pruning (the funnel's promotion, Optuna's way): with ``pruner="successive_halving"`` (Jamieson &
+Talwalkar 2016, as asynchronous SHA: Li et al. 2020) or ``"hyperband"`` (Li et al. 2018,
+"Hyperband: A Novel Bandit-Based Approach to Hyperparameter Optimization", JMLR) the driver asks
+this strategy, after each funnel stage of one of its candidates, whether the rule goes on:
+the stage's fitness is reported as the trial's intermediate value at step ``eta ** depth`` (the
+rungs of a reduction factor ``eta``) and the pruner answers. Seeds, and trials no longer running
+(after a resume), fall back to the stage's own promotion rule. One objective only: Optuna does
+not prune multi-objective studies.
+
 Storage: a path gives Optuna's journal file storage (resumable, viewable in optuna-dashboard),
 loaded if it exists. On construction every trial still RUNNING (asked, never told: the previous
 process died) is told ``FAIL``; when the driver later re-submits that candidate and tells its real
@@ -70,6 +79,7 @@ CONST_RANGES: dict[str, tuple[float, float]] = {"lerp": (1e-4, 1.0), "scale": (1
                                                 "axpy": (1e-5, 1.0)}
 OBJECTIVES: tuple[str, ...] = ("fitness", "state_bytes", "wall_time_s")
 SAMPLERS: tuple[str, ...] = ("auto", "tpe", "nsga2", "random")
+PRUNERS: tuple[str, ...] = ("none", "successive_halving", "hyperband")
 MISSING_STATE_BYTES = 1e6
 WORST_VALUE = {"fitness": WORST_FITNESS, "state_bytes": MISSING_STATE_BYTES, "wall_time_s": 1e9}
 MAX_TRIES = 50
@@ -105,7 +115,8 @@ class OptunaStrategy:
     def __init__(self, seeds: Sequence[Candidate] = (), *, slots: int = 6, sampler: str = "auto",
                  objectives: Sequence[str] = ("fitness",), seed: int = 0, storage: str | Path | None = None,
                  study_name: str = "optforge", primitives: Sequence[str] | None = None,
-                 inputs: Sequence[str] = ("g", "w")):
+                 inputs: Sequence[str] = ("g", "w"), pruner: str = "none", reduction_factor: int = 3,
+                 stages: int = 1):
         if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= MAX_SLOTS:
             raise ValueError(f"slots must be an integer in [1, {MAX_SLOTS}], got {slots!r}")
         self.objectives = tuple(objectives)
@@ -115,6 +126,13 @@ class OptunaStrategy:
         if sampler not in SAMPLERS:
             why = " (CMA-ES has no categorical parameters)" if sampler == "cmaes" else ""
             raise ValueError(f"unknown sampler {sampler!r}{why}; choose from {', '.join(SAMPLERS)}")
+        if pruner not in PRUNERS:
+            raise ValueError(f"unknown pruner {pruner!r}; choose from {', '.join(PRUNERS)}")
+        if pruner != "none" and len(self.objectives) > 1:
+            raise ValueError("a pruner needs a single objective (Optuna does not prune multi-objective studies)")
+        if isinstance(reduction_factor, bool) or not isinstance(reduction_factor, int) or reduction_factor < 2:
+            raise ValueError(f"reduction_factor must be an integer >= 2, got {reduction_factor!r}")
+        self.pruner_name, self.eta = pruner, reduction_factor
         self.inputs = tuple(inputs)
         if "g" not in self.inputs or any(i not in INPUTS for i in self.inputs) or \
                 len(set(self.inputs)) != len(self.inputs):
@@ -158,8 +176,17 @@ class OptunaStrategy:
             if storage is not None:
                 Path(storage).parent.mkdir(parents=True, exist_ok=True)
                 storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
+            if pruner == "successive_halving":
+                prn: optuna.pruners.BasePruner = optuna.pruners.SuccessiveHalvingPruner(
+                    min_resource=1, reduction_factor=reduction_factor)
+            elif pruner == "hyperband":
+                top = reduction_factor ** max(stages - 1, 1)
+                prn = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=top,
+                                                     reduction_factor=reduction_factor)
+            else:
+                prn = optuna.pruners.NopPruner()
             self._study = optuna.create_study(storage=storage, sampler=smp, study_name=study_name,
-                                              directions=directions, load_if_exists=True)
+                                              directions=directions, load_if_exists=True, pruner=prn)
             if len(self._study.directions) != len(directions):
                 raise ValueError(f"study {study_name!r} has {len(self._study.directions)} objectives, "
                                  f"asked for {len(directions)}")
@@ -263,6 +290,25 @@ class OptunaStrategy:
         if parse(text) != program:
             return None, "text does not parse back to the same program"
         return text, ""
+
+    # -- promote (the funnel's pruner) -----------------------------------------------------
+    def promote(self, candidate: Candidate, depth: int, fitness: float) -> bool | None:
+        """Whether the pruner lets ``candidate`` go on after funnel stage ``depth`` (None: not
+        this strategy's to decide: no pruner, a seed, or a trial no longer running)."""
+        number = candidate.meta.get("trial") if isinstance(candidate.meta, dict) else None
+        if self.pruner_name == "none" or candidate.origin != "optuna" or not isinstance(number, int):
+            return None
+        with _quiet():
+            try:
+                frozen = self._study.get_trials(deepcopy=False)[number]
+                if frozen.state != TrialState.RUNNING:
+                    return None
+                trial = optuna.Trial(self._study, frozen._trial_id)
+                value = fitness if math.isfinite(fitness) else WORST_VALUE["fitness"]
+                trial.report(min(value, WORST_VALUE["fitness"]), step=self.eta ** depth)
+                return not trial.should_prune()
+            except Exception:  # noqa: BLE001 - a strategy never raises: the stage's rule decides
+                return None
 
     # -- tell ------------------------------------------------------------------------------
     def tell(self, candidate: Candidate, outcome: Outcome) -> None:

@@ -27,7 +27,7 @@ def test_replay_rebuilds_state_and_pending(tmp_path):
         _finish(j, "c000002", 0.9)
         records = j.records
     pop = Population.from_records(records)
-    assert pop.starts == 1 and pop.reference == {"t": 0.5}
+    assert pop.starts == 1 and pop.reference == {"proxy": {"t": {"losses": {"0": 0.5}}}}  # pre-funnel form
     assert [c.id for c in pop.pending()] == ["c000001", "c000003"]
     assert pop.next_id() == "c000004"
     assert pop.by_hash["c000002"] == "c000002" and pop.by_fingerprint == {"c000002": "c000002"}
@@ -81,3 +81,38 @@ def test_candidate_and_outcome_round_trip():
     assert Outcome.from_dict(out.to_dict()) == out and out.trained and out.complete
     dup = out.reused_by("c1")
     assert dup.same_as == "c1" and not dup.trained and dup.fitness == 0.9 and dup.wall_time_s == 0
+
+
+def _staged(j, cid, stage, depth, fitness, promoted):
+    score = {"fitness": fitness, "se": 0.1, "seeds": 1, "ratios": {"t": fitness}, "status": "ok", "error": ""}
+    return j.append("staged", id=cid, stage=stage, depth=depth, tasks={}, score=score, promoted=promoted,
+                    remeasure=False, wall_time_s=1.0, state_bytes=4.0)
+
+
+def test_stage_records_are_kept_and_the_deepest_stage_ranks_first(tmp_path):
+    with Journal(tmp_path / "j.jsonl") as j:
+        for cid in ("a", "b", "c"):
+            _propose(j, cid)
+        _staged(j, "a", "cheap", 0, 0.7, promoted=False)
+        _staged(j, "b", "cheap", 0, 0.9, promoted=True)
+        _staged(j, "b", "full", 1, 1.1, promoted=False)
+        _staged(j, "c", "cheap", 0, 0.8, promoted=True)
+        remeasured = {"fitness": 1.3, "se": 0.05, "seeds": 3, "ratios": {"t": 1.3}, "status": "ok"}
+        j.append("remeasured", id="c", stage="cheap", tasks={}, score=remeasured, wall_time_s=1.0)
+        j.append("finished", id="a", outcome=Outcome(0.7, "hurdle", stage="cheap", depth=0).to_dict())
+        j.append("finished", id="b", outcome=Outcome(1.1, "ok", stage="full", depth=1).to_dict())
+        pop = Population.from_records(j.records)
+    assert [r["stage"] for r in pop.entries["b"].stages] == ["cheap", "full"]
+    assert sorted(pop.stage_fitnesses("cheap")) == [0.7, 0.9, 1.3]  # c's remeasured value counts
+    assert pop.stage_fitnesses("cheap", exclude="a") == [0.9, 1.3]
+    assert [e.id for e in pop.leaderboard()] == ["b", "a"]  # deeper first, whatever the fitness
+
+
+def test_noisy_results_are_discounted_when_ranking_with_z():
+    lucky = Outcome(0.90, "ok", depth=1, se=0.30)
+    steady = Outcome(0.95, "ok", depth=1, se=0.02)
+    assert lucky.rank_key() < steady.rank_key()  # by the mean alone the lucky one wins
+    assert steady.rank_key(z=1.0) < lucky.rank_key(z=1.0)  # one standard error of doubt: it does not
+    assert Outcome(2.0, "ok", depth=2).rank_key(1.0) < lucky.rank_key(1.0)  # deeper stage first
+    assert lucky.rank_key() < Outcome(0.5, "failed", depth=2).rank_key()  # failed rules last
+    assert Outcome.from_dict({**steady.to_dict(), "se": None}).se != Outcome.from_dict({**steady.to_dict(), "se": None}).se

@@ -55,8 +55,8 @@ def test_a_search_writes_every_artefact(finished_run):
     assert data["schema"] == "optforge.search/1" and data["counts"]["trained"] == 6
     assert len(trained_ids(run)) == len(set(trained_ids(run))) == 6
     board = data["leaderboard"]
-    assert [r["fitness"] for r in board if r["status"] == "ok"] == sorted(
-        r["fitness"] for r in board if r["status"] == "ok")
+    final = [r["fitness"] for r in board if r["status"] == "ok" and r["stage"] == "proxy"]
+    assert final and final == sorted(final)  # the deepest stage first, by fitness
     adamw = next(r for r in board if r["change"] == "adamw")
     assert adamw["fitness"] == 1.0  # the seed AdamW against its own reference
     validated = [r for r in board if r["heldout"]]
@@ -65,10 +65,14 @@ def test_a_search_writes_every_artefact(finished_run):
     for name in ("progress.png", "pareto.png", "proxy_vs_heldout.png"):
         assert (run / name).read_bytes()[:8] == PNG_MAGIC
     assert "| rank | id |" in (run / "leaderboard.md").read_text()
-    assert "<img src=\"progress.png\"" in (run / "report.html").read_text()
+    assert "optforge search" in (run / "report.html").read_text()
     assert yaml.safe_load((run / "config.yaml").read_text())["proxy"]["budget"] == 3
     events = [r["event"] for r in read_records(run / "journal.jsonl")]
     assert events[:2] == ["start", "reference"] and events[-1] == "end" and "validated" in events
+    assert "staged" in events and (run / "validation").is_dir()
+    validated_id = validated[0]["id"]
+    held = json.loads((run / "validation" / validated_id / "results.json").read_text())
+    assert held["schema"] == "optforge.evaluate/1" and held["runs"][0]["val_curve"]
 
 
 def test_running_again_needs_resume_and_resume_extends_without_retraining(finished_run, capsys):
@@ -91,28 +95,34 @@ def test_resume_refuses_a_changed_search(finished_run, capsys):
     assert "differs from the run's in proxy" in capsys.readouterr().err
 
 
+def staged(run: Path) -> list[tuple[str, str]]:
+    """(candidate, stage) of every stage measurement, in journal order."""
+    return [(r["id"], r["stage"]) for r in read_records(run / "journal.jsonl") if r["event"] == "staged"]
+
+
 def test_interrupt_then_resume_finishes_with_nothing_trained_twice(tmp_path, monkeypatch, capsys):
     import search.driver as driver
 
-    calls, real = [], driver.evaluate_job
+    calls, real = [], driver.stage_job
 
     def interrupting(payload):
-        calls.append(payload["id"])
-        if len(calls) == 5:  # reference, then the 4th candidate: Ctrl-C while it trains
+        calls.append((payload["id"], payload["stage"]["name"]))
+        if len(calls) == 8:  # 2 reference jobs, then Ctrl-C while a candidate trains
             raise KeyboardInterrupt
         return real(payload)
 
-    monkeypatch.setattr(driver, "evaluate_job", interrupting)
+    monkeypatch.setattr(driver, "stage_job", interrupting)
     config, run = str(write_config(tmp_path)), tmp_path / "run"
     assert main(["search", config, "--out", str(run), "--no-progress"]) == 130
     err = capsys.readouterr().err
     assert "the journal is intact" in err and "--resume" in err
-    assert len(trained_ids(run)) == 3
+    before = staged(run)
+    assert len(before) >= 3 and len(trained_ids(run)) < 6
     calls.clear()
     assert main(["search", config, "--out", str(run), "--resume", "--no-progress", "--no-validate"]) == 0
-    ids = trained_ids(run)
-    assert len(ids) == len(set(ids)) == 6 and "reference" not in calls
-    assert not set(calls) & set(ids[:3])  # what finished before the interrupt was not trained again
+    ids, after = trained_ids(run), staged(run)
+    assert len(ids) == len(set(ids)) == 6 and all(c[0] != "reference" for c in calls)
+    assert after[: len(before)] == before and len(after) == len(set(after))  # nothing measured twice
 
 
 def test_kill_9_mid_search_then_resume(tmp_path):

@@ -205,3 +205,22 @@ def test_optuna_stays_quiet_and_user_settings_survive(capfd):
         optuna.logging.set_verbosity(logging.INFO)
     out, err = capfd.readouterr()
     assert "Trial" not in out + err and "study" not in out + err
+
+
+def test_the_successive_halving_pruner_decides_promotion_for_its_own_trials():
+    s = OptunaStrategy([], seed=0, slots=4, pruner="successive_halving", reduction_factor=3, stages=3)
+    cands = s.ask(9)
+    decisions = [s.promote(c, 0, f) for c, f in zip(cands, [1.0, 0.5, 2.0, 3.0, 0.4, 4.0, 5.0, 6.0, 0.45])]
+    assert decisions[:2] == [True, True]  # the best so far goes on
+    assert decisions[2] is False and decisions[3] is False  # worse than the best third
+    assert decisions[4] is True and decisions[8] is True  # 0.45 is among the best 3 of 9
+    seed = Candidate("update = g\n", "seed", (), "sgd")
+    assert s.promote(seed, 0, 0.1) is None  # not its trial: the stage's rule decides
+    s.tell(cands[0], Outcome(1.0, "ok"))
+    assert s.promote(cands[0], 1, 1.0) is None  # finished trials are not pruned any more
+    assert OptunaStrategy([], seed=0).promote(cands[1], 0, 0.1) is None  # no pruner
+
+
+def test_a_pruner_needs_one_objective():
+    with pytest.raises(ValueError, match="single objective"):
+        OptunaStrategy([], objectives=("fitness", "state_bytes"), pruner="hyperband")
