@@ -139,3 +139,31 @@ def test_protocol_gives_candidate_and_every_baseline_the_same_budget(tuner, monk
         assert {tuple(x.seed for x in r.runs) for r in t.rules.values()} == {(1, 2)}
     # the trainer really was called once per (rule, task, seed, lr): no hidden extra budget
     assert len(fake_runner.calls) == sum(tune_runs.values()) + sum(eval_runs.values())
+
+
+def test_scale_moves_the_whole_grid_and_its_bounds():
+    plain, scaled = make_tuner("grid"), make_tuner("grid", scale=100.0)
+    assert scaled.initial_grid(6) == pytest.approx([100 * x for x in plain.initial_grid(6)])
+    assert scaled.lr_min == pytest.approx(100 * plain.lr_min) and scaled.lr_max == pytest.approx(100 * plain.lr_max)
+    # a bowl 100x further up gives the same trials, 100x larger: the same tuned loss
+    a = plain.tune(bowl(3e-3), 6)
+    b = scaled.tune(bowl(3e-1), 6)
+    assert [t.loss for t in a.trials] == pytest.approx([t.loss for t in b.trials])
+    assert b.best_lr == pytest.approx(100 * a.best_lr) and b.scale == 100.0
+    tpe = make_tuner("tpe", scale=0.01)
+    assert (tpe.low, tpe.high) == pytest.approx((1e-7, 1e-2))
+    with pytest.raises(ValueError, match="scale"):
+        make_tuner("grid", scale=0.0)
+
+
+def test_max_extra_widens_past_the_budget_until_the_best_is_interior():
+    strict = GridTuner().tune(bowl(1e-5), budget=4)
+    assert strict.at_edge and strict.n_trials == 4 and strict.extra == 0
+    wide = GridTuner(max_extra=6).tune(bowl(1e-5), budget=4)
+    assert not wide.at_edge and wide.extra > 0 and wide.n_trials == 4 + wide.extra
+    assert wide.best_lr == pytest.approx(1e-5, rel=0.5)
+    interior = GridTuner(max_extra=6).tune(bowl(3e-3), budget=4)
+    assert interior.extra == 0 and interior.n_trials == 4  # nothing extra when already interior
+    capped = GridTuner(max_extra=1).tune(bowl(1e-7), budget=4)
+    assert capped.extra == 1 and capped.at_edge  # the cap holds
+    assert GridTuner(max_extra=5).tune(OBJECTIVES["all_nan"], budget=4).extra == 0  # nothing to centre on
