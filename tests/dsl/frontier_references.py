@@ -21,7 +21,9 @@ import pytorch_optimizer as po
 import torch
 
 Groups = Callable[[list[torch.Tensor], float], list[dict]]
-Factory = Callable[[list[torch.Tensor], float], torch.optim.Optimizer]
+# (params, lr[, foreach]) -> the package's optimizer; foreach=False (the default here) is its
+# per-parameter path, the one the tests check; None is the package's own default (batched on CPU).
+Factory = Callable[..., torch.optim.Optimizer]
 # (reference, its params, this step's gradients) -> names of the rule's branches this step takes
 Probe = Callable[[torch.optim.Optimizer, list[torch.Tensor], list[torch.Tensor]], set[str]]
 
@@ -35,7 +37,7 @@ class FrontierCase:
     id: str
     rule: str                       # builtin name
     hparams: dict                   # the rule's hparams
-    reference: Factory              # (params, lr) -> the package's optimizer with the same hparams
+    reference: Factory              # the package's optimizer with the same hparams
     lr: float
     groups: Groups = one_group      # (params, lr) -> our param groups (per-group lr/wd overrides)
     probe: Probe | None = None      # the branches a run must take on each problem: the hparams
@@ -44,20 +46,20 @@ class FrontierCase:
 
 def ademamix(t_alpha_beta3: int) -> FrontierCase:
     hp = dict(beta1=0.8, beta2=0.99, beta3=0.995, alpha=3, t_alpha_beta3=t_alpha_beta3, eps=1e-6, wd=0.1)
-    return FrontierCase(
-        f"ademamix-T{t_alpha_beta3}", "ademamix", hp,
-        lambda p, lr: po.AdEMAMix(p, lr=lr, betas=(0.8, 0.99, 0.995), alpha=3,
-                                  t_alpha_beta3=t_alpha_beta3 or None, eps=1e-6, weight_decay=0.1,
-                                  weight_decouple=True, foreach=False),
-        lr=0.01)
+
+    def reference(p, lr, foreach=False):
+        return po.AdEMAMix(p, lr=lr, betas=(0.8, 0.99, 0.995), alpha=3, t_alpha_beta3=t_alpha_beta3 or None,
+                           eps=1e-6, weight_decay=0.1, weight_decouple=True, foreach=foreach)
+    return FrontierCase(f"ademamix-T{t_alpha_beta3}", "ademamix", hp, reference, lr=0.01)
 
 
 def adopt_probe(ref, params, grads) -> set[str]:
     """ADOPT from step 2: the clip at t**0.25 and the eps floor of sqrt(v)."""
-    hit, done, eps = set(), ref.param_groups[0].get("step", 0), ref.param_groups[0]["eps"]
+    done, eps = ref.param_groups[0].get("step", 0), ref.param_groups[0]["eps"]
+    if done < 1:
+        return set()
+    hit = set()
     for p, g in zip(params, grads):
-        if done < 1:
-            continue
         root = ref.state[p]["exp_avg_sq"].sqrt()
         if (root < eps).any():
             hit.add("eps floor")
@@ -88,32 +90,36 @@ def mars_groups(params: list[torch.Tensor], lr: float) -> list[dict]:
             {"params": [p for p in params if p.ndim < 2], "lr": lr * MARS_LR_1D_RATIO, "wd": MARS_WD_1D}]
 
 
+def mars_reference(p, lr, foreach=False):
+    return po.MARS(p, lr=lr, betas=(0.9, 0.95), gamma=0.05, eps=1e-6, betas_1d=(0.8, 0.9),
+                   lr_1d=lr * MARS_LR_1D_RATIO, weight_decay=MARS_WD, weight_decay_1d=MARS_WD_1D,
+                   foreach=foreach)
+
+
 FRONTIER_CASES: list[FrontierCase] = [
     ademamix(40),
     ademamix(0),
     FrontierCase(
         "adopt", "adopt", dict(beta1=0.8, beta2=0.99, eps=0.01, wd=0.1),
-        lambda p, lr: po.ADOPT(p, lr=lr, betas=(0.8, 0.99), eps=0.01, weight_decay=0.1,
-                               weight_decouple=True, foreach=False),
+        lambda p, lr, foreach=False: po.ADOPT(p, lr=lr, betas=(0.8, 0.99), eps=0.01, weight_decay=0.1,
+                                              weight_decouple=True, foreach=foreach),
         lr=0.01, probe=adopt_probe, branches=frozenset({"clip", "eps floor"})),
     FrontierCase(
         "cautious-adamw", "cautious_adamw", dict(beta1=0.8, beta2=0.99, eps=1e-6, wd=0.1),
-        lambda p, lr: po.AdEMAMix(p, lr=lr, betas=(0.8, 0.99, 0.9999), alpha=0, eps=1e-6,
-                                  weight_decay=0.1, weight_decouple=True, cautious=True,
-                                  foreach=False),
+        lambda p, lr, foreach=False: po.AdEMAMix(p, lr=lr, betas=(0.8, 0.99, 0.9999), alpha=0, eps=1e-6,
+                                                 weight_decay=0.1, weight_decouple=True, cautious=True,
+                                                 foreach=foreach),
         lr=0.01),
     FrontierCase(
         "cautious-lion", "cautious_lion", dict(beta1=0.8, beta2=0.95, wd=0.5),
-        lambda p, lr: po.Lion(p, lr=lr, betas=(0.8, 0.95), weight_decay=0.5, cautious=True,
-                              foreach=False),
+        lambda p, lr, foreach=False: po.Lion(p, lr=lr, betas=(0.8, 0.95), weight_decay=0.5, cautious=True,
+                                             foreach=foreach),
         lr=1e-3),
     FrontierCase(
         "mars", "mars",
         dict(beta1=0.9, beta2=0.95, gamma=0.05, eps=1e-6, beta1_1d=0.8, beta2_1d=0.9, wd=MARS_WD),
-        lambda p, lr: po.MARS(p, lr=lr, betas=(0.9, 0.95), gamma=0.05, eps=1e-6, betas_1d=(0.8, 0.9),
-                              lr_1d=lr * MARS_LR_1D_RATIO, weight_decay=MARS_WD,
-                              weight_decay_1d=MARS_WD_1D, foreach=False),
-        lr=0.01, groups=mars_groups, probe=mars_probe, branches=frozenset({"clipped", "unclipped"})),
+        mars_reference, lr=0.01, groups=mars_groups, probe=mars_probe,
+        branches=frozenset({"clipped", "unclipped"})),
 ]
 
 
