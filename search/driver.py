@@ -40,7 +40,7 @@ from populations.candidate import Candidate, Outcome
 from populations.journal import Journal
 from populations.population import Entry, Population
 
-from .evaluation import stage_job
+from .evaluation import assemble_reference, reference_payloads, stage_job
 from .funnel import FunnelPlan, StageScore, promotes, score
 
 PROPOSALS_PER_EVALUATION = 50  # give up when a strategy only repeats itself this much
@@ -120,22 +120,10 @@ class Driver:
         if self.population.reference is not None and all(n in self.population.reference for n in names):
             return self.population.reference
         self.log("measuring the AdamW reference at every funnel stage ...")
-        unique: dict[str, tuple[str, int | None, object]] = {}
-        for stage in self.funnel.stages:
-            for task, steps in stage.tasks:
-                unique.setdefault(stage.task_key(task, steps), (task, steps, stage))
-        seeds = max(self.funnel.reference_seeds, self.funnel.seeds_needed())
-        futures = {}
-        for key, (task, steps, stage) in unique.items():
-            single = dataclasses.replace(stage, tasks=((task, steps),))
-            payload = {"id": "reference", "text": reference_text, "stage": single.to_dict(),
-                       "reference": None, "reference_seeds": seeds}
-            futures[key] = self.executor.submit(stage_job, payload)
-        measured = {key: f.result()["tasks"] for key, f in futures.items()}
-        stages, wall = {}, {}
-        for stage in self.funnel.stages:
-            stages[stage.name] = {t: measured[stage.task_key(t, s)][t] for t, s in stage.tasks}
-            wall[stage.name] = sum(m["wall_time_s"] for m in stages[stage.name].values())
+        payloads = reference_payloads(self.funnel, reference_text)
+        futures = {key: self.executor.submit(stage_job, p) for key, p in payloads.items()}
+        stages, wall = assemble_reference(self.funnel, {key: f.result() for key, f in futures.items()})
+        seeds = next(iter(payloads.values()))["reference_seeds"]
         record = self.journal.append("reference", stages=stages, wall_time_s=wall, seeds=seeds)
         self.population.apply(record)
         return self.population.reference

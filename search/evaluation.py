@@ -125,3 +125,29 @@ def stage_job(payload: dict) -> dict:
         error = str(exc)
     return {"tasks": tasks, "state_bytes": state_bytes, "error": error,
             "wall_time_s": time.perf_counter() - started}
+
+
+def reference_payloads(plan, text: str) -> dict[str, dict]:
+    """The jobs that measure AdamW (``text``) at every stage of ``plan``: one per distinct task
+    protocol (``Stage.task_key``), so tasks shared by stages are measured once."""
+    import dataclasses
+
+    seeds = max(plan.reference_seeds, plan.seeds_needed())
+    payloads = {}
+    for stage in plan.stages:
+        for task, steps in stage.tasks:
+            key = stage.task_key(task, steps)
+            if key not in payloads:
+                single = dataclasses.replace(stage, tasks=((task, steps),))
+                payloads[key] = {"id": "reference", "text": text, "stage": single.to_dict(),
+                                 "reference": None, "reference_seeds": seeds}
+    return payloads
+
+
+def assemble_reference(plan, results: Mapping[str, dict]) -> tuple[dict, dict]:
+    """(stage -> task -> AdamW's measurement, stage -> seconds) from the jobs' results."""
+    stages, wall = {}, {}
+    for stage in plan.stages:
+        stages[stage.name] = {t: results[stage.task_key(t, s)]["tasks"][t] for t, s in stage.tasks}
+        wall[stage.name] = sum(m["wall_time_s"] for m in stages[stage.name].values())
+    return stages, wall
