@@ -7,6 +7,12 @@ steps to the task's target, divergence, wall time and optimizer state bytes. A r
 (non-finite loss, or loss above `divergence_factor` times the initial validation loss) stops
 early and is a result with `diverged=True` and infinite final losses; it never raises.
 
+Every run also records its diagnostics (`evaluators.diagnostics`: generalisation gap, update
+RMS and its ratio to the weights', sharpness at the end on small tasks), per member of a stacked
+run. `task_settings({task: {key: value}})` changes fields of a task's preset config for the
+runs started inside it (the regime maps of `evaluators.regimes` use it), whichever path (lone run,
+stacked ensemble, update-scale probe) builds the problem.
+
 `run_lr_grid` runs a list of learning rates, as one stacked model when the task and the rule
 allow (`evaluators.ensemble`), else one run after another; both give the same numbers (bit for
 bit on the dense tasks, to ~1e-7 per step where batched kernels round differently).
@@ -25,16 +31,20 @@ the rule language. Example::
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from types import MappingProxyType
 
 import torch
 
+from evaluators import diagnostics as dg
 from evaluators import recipe as rc
+from evaluators.diagnostics import Diagnostics
 from evaluators.tasks import get_task
 from evaluators.tasks.base import Problem
 
@@ -66,20 +76,23 @@ class RunResult:
     wall_time_s: float  # for a batched run: the sweep's time divided by the number of members
     state_bytes: int  # optimizer state of this run's model (per member for a batched run)
     rule_hash: str
+    diagnostics: Diagnostics = field(default_factory=Diagnostics, kw_only=True)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (curves as lists of [step, loss]; inf stays a float)."""
         out = asdict(self)
         out["train_curve"] = [list(p) for p in self.train_curve]
         out["val_curve"] = [list(p) for p in self.val_curve]
+        out["diagnostics"] = self.diagnostics.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping) -> RunResult:
-        """Inverse of `to_dict`."""
+        """Inverse of `to_dict` (a result from before diagnostics gets empty ones)."""
         fields = dict(data)
         for key in ("train_curve", "val_curve"):
             fields[key] = tuple((int(s), float(v)) for s, v in fields[key])
+        fields["diagnostics"] = Diagnostics.from_dict(fields.get("diagnostics"))
         return cls(**fields)
 
 
@@ -163,6 +176,9 @@ class _Member:
         self.window: list[float] = []
         self.train_curve: list[tuple[int, float]] = []
         self.val_curve: list[tuple[int, float]] = []
+        self.update_curve: list[tuple[int, float, float]] = []  # (step, RMS(Δw), ratio)
+        self.sharpness: tuple[float, int] | None = None
+        self.params = 0
 
 
 @contextlib.contextmanager
@@ -206,6 +222,9 @@ def _train_members(problem: Problem, model: torch.nn.Module, stacked: bool, rule
                              for lr, m in zip(lrs, members)], device=device)
 
     members = [_Member(float(lr)) for lr in lrs]
+    for m in members:
+        m.params = dg.member_params(params, batch_dims)
+    probe = dg.UpdateProbe(batch_dims)
     opt = make_optimizer(rc.param_groups(params, rule, batch_dims), rule, scheduled_lr(1.0),
                          hparams)
     reads_h = bool(getattr(rule, "reads_curvature", False))
@@ -257,12 +276,19 @@ def _train_members(problem: Problem, model: torch.nn.Module, stacked: bool, rule
         else:
             losses.sum().backward()
         rc.clip_grad_norm(params, recipe.clip_norm, batch_dims)
+        done = step + 1
+        probed = done % recipe.eval_every == 0 or done == recipe.steps
+        if probed:
+            probe.before(params)
         opt.step()
+        if probed:
+            for m, point in zip(members, probe.after(params)):
+                if m.dead_at is None:
+                    m.update_curve.append((done, *point))
         if reads_h and (step + 1) % rc.CURVATURE_EVERY == 0:
             h = rc.estimate_curvature(problem.kind, forward, problem.loss, (x, y), params,
                                       seed, step, batch_dims)
             opt.update_curvature(dict(zip(params, h)))
-        done = step + 1
         if done % recipe.eval_every == 0 or done == recipe.steps:
             values = validate()
             for m, value in zip(members, values):
@@ -274,6 +300,11 @@ def _train_members(problem: Problem, model: torch.nn.Module, stacked: bool, rule
                 if not _finite_and_bounded(value, limit):
                     m.dead_at = done
     elapsed = time.perf_counter() - start
+    x, y = problem.train_batch(0)  # the same batch for every rule at this seed
+    sharp = dg.end_sharpness(lambda: problem.loss(forward(x), y), params, batch_dims,
+                             [m.dead_at is None for m in members], seed)
+    for m, value in zip(members, sharp):
+        m.sharpness = value
     return members, state_bytes(opt), elapsed
 
 
@@ -293,14 +324,36 @@ def results_of(task: str, preset: str, seed: int, rule, problem: Problem, member
             steps_to_target=None if diverged or not reached else reached[0],
             diverged=diverged, wall_time_s=elapsed / len(members),
             state_bytes=total_state // len(members), rule_hash=rule_hash(rule),
+            diagnostics=dg.summarize(math.inf if diverged else m.val_curve[-1][1],
+                                     math.inf if diverged else m.train_curve[-1][1],
+                                     m.update_curve, m.sharpness, m.params),
         ))
     return out
 
 
-def build_problem(task: str, seed: int, preset: str, device: str, steps: int | None) -> Problem:
+_TASK_SETTINGS: contextvars.ContextVar[Mapping[str, Mapping]] = contextvars.ContextVar(
+    "optforge_task_settings", default=MappingProxyType({}))
+
+
+@contextlib.contextmanager
+def task_settings(overrides: Mapping[str, Mapping]):
+    """Inside the block, problems of task ``name`` are built with ``overrides[name]`` replacing
+    fields of the preset's config (`Task.build`'s ``overrides``; checked there)."""
+    token = _TASK_SETTINGS.set({**_TASK_SETTINGS.get(), **overrides})
+    try:
+        yield
+    finally:
+        _TASK_SETTINGS.reset(token)
+
+
+def build_problem(task: str, seed: int, preset: str, device: str, steps: int | None,
+                  overrides: Mapping | None = None) -> Problem:
     """Build a task's problem; `steps` overrides the recipe's length (the number of evaluations
-    stays the same: `eval_every` scales with it)."""
-    problem = get_task(task).build(seed, preset, device)
+    stays the same: `eval_every` scales with it); `overrides` (default: those `task_settings`
+    gives this task) replace fields of the preset's config."""
+    if overrides is None:
+        overrides = _TASK_SETTINGS.get().get(task)
+    problem = get_task(task).build(seed, preset, device, overrides=overrides)
     if steps is not None:
         old = problem.recipe
         every = max(1, round(old.eval_every * steps / old.steps))

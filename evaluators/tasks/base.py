@@ -13,10 +13,15 @@ Conventions every model follows so the lr-grid ensemble (`evaluators.ensemble`) 
   to a leading member axis and gets outputs with that axis;
 - `Problem.loss(outputs, targets)` takes outputs *with* a leading member axis ([E, ...]; the
   sequential trainer passes E = 1) and returns the per-member mean loss, shape [E].
+
+A preset's config is a frozen dataclass; `Task.build(..., overrides={"batch_size": 8})` builds
+the task with some of its fields changed (`Task.settings` lists them), which is how a regime map
+varies batch size, conditioning or gradient noise without a new task.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -58,9 +63,40 @@ class Task(ABC):
                              f"choose from {sorted(self.presets)}")
         return self.presets[preset]
 
-    def build(self, seed: int, preset: str = "cpu", device: str | torch.device = "cpu") -> Problem:
-        """Build the model (initialised on CPU from `seed`, then moved) and the data."""
+    def settings(self, preset: str) -> dict[str, Any]:
+        """The fields of a preset's config that `build`'s ``overrides`` may change, with their
+        values at ``preset`` (the training recipe is changed through the trainer's ``steps``)."""
         cfg = self.config(preset)
+        return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "recipe"}
+
+    def config_with(self, preset: str, overrides: Mapping[str, Any] | None = None):
+        """The preset's config with ``overrides`` (field -> value) in place; an unknown field or
+        a value of the wrong type is a ValueError that names it."""
+        cfg = self.config(preset)
+        if not overrides:
+            return cfg
+        known = self.settings(preset)
+        changes = {}
+        for key, value in overrides.items():
+            if key not in known:
+                raise ValueError(f"task {self.name!r} has no setting {key!r}; settings: "
+                                 f"{', '.join(sorted(known))}")
+            kind = type(known[key])
+            if kind is int and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+                raise ValueError(f"task {self.name!r} setting {key!r}: expected "
+                                 f"{kind.__name__}, got {value!r}")
+            changes[key] = value
+        return dataclasses.replace(cfg, **changes)
+
+    def build(self, seed: int, preset: str = "cpu", device: str | torch.device = "cpu",
+              overrides: Mapping[str, Any] | None = None) -> Problem:
+        """Build the model (initialised on CPU from `seed`, then moved) and the data, from the
+        preset's config with ``overrides`` in place (`config_with`)."""
+        cfg = self.config_with(preset, overrides)
         init = torch.Generator().manual_seed(seed)
         problem = self._build(cfg, seed, init, torch.device(device))
         problem.model.to(device)
