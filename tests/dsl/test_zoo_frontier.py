@@ -188,3 +188,21 @@ def test_state_dict_saved_mid_run_resumes_identically(case_id):
     fresh.load_state_dict(saved["opt"])
     steps(resumed, fresh, 20, 30)
     assert _max_diff(full, resumed) == 0.0
+
+
+def measured_table() -> list[str]:
+    """The README's zoo rows: max |dtheta| over both problems, per case and dtype."""
+    rows = ["| case | float64 vs reference | float32 vs reference | exported vs ProgramOptimizer |",
+            "|---|---:|---:|---:|"]
+    for case in FRONTIER_CASES:
+        errs = {dtype: [run_case(case, problem, dtype) for problem in zoo.PROBLEMS]
+                for dtype in (torch.float64, torch.float32)}
+        worst = {dtype: max(e for e, _ in pairs) for dtype, pairs in errs.items()}
+        export = max(x for pairs in errs.values() for _, x in pairs)
+        rows.append(f"| {case.id} | {worst[torch.float64]:.1e} | {worst[torch.float32]:.1e} | {export:.1e} |")
+    return rows
+
+
+if __name__ == "__main__":      # python tests/dsl/test_zoo_frontier.py: the figures for the README
+    torch.set_num_threads(1)
+    print("\n".join(measured_table()))
