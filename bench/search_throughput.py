@@ -1,10 +1,11 @@
 """Benchmark: search throughput, serial in-process vs Ray workers, on the same config.
 
-Runs ``optforge search CONFIG --evaluations N --no-validate`` once per executor into fresh
-temporary folders and prints, from each run's own journal: wall time from the first to the last
-journaled outcome (so Ray's start-up and the AdamW reference are outside it, and reported apart),
-trained rules per minute, duplicates and invalid rules skipped, and the largest relative gap
-between the seed rules' proxy fitness on the two executors (the same jobs: any gap is numerics).
+Runs the search engine (`search.engine.run_search`, what ``optforge search CONFIG --evaluations N
+--no-validate`` runs) once per executor into fresh temporary folders and prints, from each run's
+own journal: wall time from the first to the last journaled outcome (so Ray's start-up and the
+AdamW reference are outside it, and reported apart), trained rules per minute, duplicates and
+invalid rules skipped, and the largest relative gap between the seed rules' proxy fitness on the
+two executors (the same jobs: any gap is numerics).
 Nothing is asserted and no number is written in advance.
 
     python bench/search_throughput.py                  # quickstart, 30 rules
@@ -21,7 +22,8 @@ import time
 from pathlib import Path
 
 from populations.journal import read_records
-from search.cli import main as optforge
+from search.config import load_config
+from search.engine import run_search
 
 
 def _seconds(a: str, b: str) -> float:
@@ -30,12 +32,11 @@ def _seconds(a: str, b: str) -> float:
 
 def run_once(config: str, evaluations: int, executor: str, root: Path) -> dict:
     out = root / executor
+    cfg = load_config(config)
+    cfg.evaluations, cfg.executor.kind = evaluations, executor
     t0 = time.perf_counter()
-    code = optforge(["search", config, "--out", str(out), "--evaluations", str(evaluations),
-                     "--executor", executor, "--no-validate", "--no-progress"])
+    run_search(cfg, out, validate=False, progress=False, log=lambda line: None)
     total = time.perf_counter() - t0
-    if code != 0:
-        raise SystemExit(f"optforge search failed with exit code {code}")
     records = read_records(out / "journal.jsonl")
     ref = next(r for r in records if r["event"] == "reference")
     finished = [r for r in records if r["event"] == "finished"]
