@@ -12,6 +12,9 @@ test (STYLE.md, "claims carry statistics"). This module supplies those pieces wi
   to the pooled mean, resampled, and the observed Welch t compared with the resampled ones;
   p = (b + 1) / (B + 1), Phipson & Smyth 2010).
 - :func:`bootstrap_ci` -- percentile bootstrap confidence interval of a statistic.
+- :func:`minimum_detectable_effect` -- the smallest true difference of means that a two-sided
+  Welch test with n seeds per arm detects with a given power (exact: noncentral t integrated
+  over Welch's random degrees of freedom); :func:`seed_noise` puts it beside a sample's std.
 - :func:`performance_ratios`, :func:`performance_profile`, :func:`profile_score` --
   performance profiles (Dolan & Moré 2002, "Benchmarking optimization software with performance
   profiles") as used by AlgoPerf (Dahl et al. 2023, "Benchmarking Neural Network Training
@@ -28,12 +31,15 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+ALPHA_DEFAULT = 0.05  # significance level of the detectable-effect figure
+DEFAULT_POWER = 0.8  # probability of detecting that effect
 R_MAX = 4.0  # AlgoPerf's largest performance ratio that still earns credit
 
 
@@ -178,6 +184,153 @@ def bootstrap_ci(values: Sequence[float],
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(dist, [alpha, 1.0 - alpha])
     return (float(lo), float(hi))
+
+
+def t_quantile(q: float, df: float) -> float:
+    """The q-quantile of Student's t with ``df`` degrees of freedom (0 < q < 1), by bisection on
+    :func:`t_two_sided_p` (monotone in |t|), to ~1e-12 relative."""
+    if not 0.0 < q < 1.0 or not df > 0:
+        return math.nan
+    if q == 0.5:
+        return 0.0
+    tail = 2.0 * min(q, 1.0 - q)  # two-sided p of the quantile's |t|
+    lo, hi = 0.0, 1.0
+    while t_two_sided_p(hi, df) > tail:
+        lo, hi = hi, 2.0 * hi
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if t_two_sided_p(mid, df) > tail:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-13 * hi:
+            break
+    return math.copysign(0.5 * (lo + hi), q - 0.5)
+
+
+def _chi_nodes(df: float, points: int = 201) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes s = sqrt(V / df) and weights for E[f(s)] with V ~ chi^2(df).
+
+    V / 2 ~ Gamma(a = df / 2); in u = log(V / 2) the density exp(a u - e^u) / Gamma(a) is smooth
+    and decays exponentially on both sides, so the trapezoid rule on a wide grid is accurate to
+    rounding (1e-13 against scipy's noncentral t at 101 points); weights are renormalised.
+    """
+    a = df / 2.0
+    u = np.linspace(math.log(a) - max(40.0 / a, 10.0 / math.sqrt(a)), math.log(a) + 4.0, points)
+    w = np.exp(a * u - np.exp(u) - math.lgamma(a))
+    w[[0, -1]] *= 0.5
+    return np.sqrt(2.0 * np.exp(u) / df), w / w.sum()
+
+
+def _welch_nodes(n: int, points: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """Welch's degrees of freedom at nodes of B = V_1 / (V_1 + V_2) ~ Beta(k/2, k/2), k = n - 1,
+    and their weights (for two arms of n seeds with equal spread).
+
+    df_W = k / (B^2 + (1 - B)^2) runs from k to 2k. With B = sin^2(theta) the density in theta is
+    proportional to sin(2 theta)^(n - 2), smooth and symmetric about pi/4, so Gauss-Legendre
+    nodes on [0, pi/4] integrate it to ~1e-12.
+    """
+    x, w = np.polynomial.legendre.leggauss(points)
+    theta = (x + 1.0) * math.pi / 8.0
+    b = np.sin(theta) ** 2
+    w = w * np.sin(2.0 * theta) ** (n - 2)
+    return (n - 1) / (b**2 + (1.0 - b) ** 2), w / w.sum()
+
+
+_ERFC = np.frompyfunc(math.erfc, 1, 1)
+
+
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    return 0.5 * _ERFC(-z / math.sqrt(2.0)).astype(float)
+
+
+def welch_power(effect: float, n: int, alpha: float = ALPHA_DEFAULT) -> float:
+    """Power of the two-sided Welch test at level ``alpha`` with ``n`` seeds per arm, both arms of
+    spread 1 (so ``effect`` is the true difference of means in units of the seed std).
+
+    With sample variances s_i^2 = V_i / k (V_i ~ chi^2(k), k = n - 1) the statistic is
+    Z' / sqrt(R / 2k) with Z' ~ N(ncp, 1), ncp = effect / sqrt(2 / n) and R = V_1 + V_2 ~
+    chi^2(2k): noncentral t with 2k degrees of freedom, whatever B = V_1 / R is. B (independent of
+    R) only sets the critical value t_{1 - alpha/2} at Welch's df_W(B). So the power is
+    E_B E_R[Phi(ncp - c(B) S) + Phi(-ncp - c(B) S)], S = sqrt(R / 2k), integrated numerically.
+    """
+    if n < 2:
+        return math.nan
+    crit, weights = _welch_critical(int(n), float(alpha))
+    return float(weights @ _conditional_power(effect / math.sqrt(2.0 / n), crit, 2.0 * (n - 1)))
+
+
+@functools.lru_cache(maxsize=64)
+def _welch_critical(n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Critical values t_{1 - alpha/2} at the nodes of Welch's df (:func:`_welch_nodes`), weights."""
+    df_w, weights = _welch_nodes(n)
+    return np.array([t_quantile(1.0 - alpha / 2.0, d) for d in df_w]), weights
+
+
+def _conditional_power(ncp: float, crit: np.ndarray, df: float) -> np.ndarray:
+    """P(|T'| > c) for noncentral t T'(df, ncp), at each critical value c of ``crit``."""
+    s, ws = _chi_nodes(df)
+    cs = np.outer(crit, s)
+    return (_normal_cdf(ncp - cs) + _normal_cdf(-ncp - cs)) @ ws
+
+
+@functools.lru_cache(maxsize=64)
+def _mde_factor(n: int, alpha: float, power: float) -> float:
+    """The detectable effect in units of the seed std: the root of welch_power(x, n) = power."""
+    lo, hi = 0.0, 1.0
+    while welch_power(hi, n, alpha) < power:
+        lo, hi = hi, 2.0 * hi
+    while hi - lo > 1e-9 * hi:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if welch_power(mid, n, alpha) < power else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def minimum_detectable_effect(std: float, n: int, alpha: float = ALPHA_DEFAULT,
+                              power: float = DEFAULT_POWER) -> float:
+    """The smallest true difference of means that a two-sided Welch test with ``n`` seeds per arm
+    detects at level ``alpha`` with probability ``power``, when both arms have seed std ``std``.
+
+    Exact for Welch's test (:func:`welch_power`: noncentral t integrated over the distribution of
+    Welch's degrees of freedom), not the Student planning formula with df = 2(n - 1) nor the
+    quantile-sum approximation (t_{1-alpha/2} + t_power) std sqrt(2/n) (Cohen 1988, ch. 2): at
+    n = 3 those give 3.07 and 3.04 std, where Welch's test has only ~70% power (its df can fall
+    to n - 1); the exact figure is 3.51 std (n = 4: 2.51, n = 5: 2.08, n = 8: 1.52). It scales
+    linearly with ``std``. nan for n < 2 or a non-finite std.
+
+        >>> round(minimum_detectable_effect(1.0, 3), 2)  # in units of the seed std
+        3.51
+    """
+    if n < 2 or not math.isfinite(std) or std < 0 or not 0.0 < alpha < 1.0 \
+            or not alpha < power < 1.0:
+        return math.nan
+    return std * _mde_factor(int(n), float(alpha), float(power))
+
+
+@dataclass(frozen=True)
+class SeedNoise:
+    """Seed-to-seed noise of one rule on one task, and what it lets a Welch test detect."""
+
+    n: int
+    mean: float
+    std: float
+    rel_std: float  # std / |mean|
+    mde: float  # minimum_detectable_effect(std, n): same units as the values
+    rel_mde: float  # mde / |mean|
+
+    def to_dict(self) -> dict:
+        return {"seeds": self.n, "mean": self.mean, "std": self.std,
+                "std_over_mean": self.rel_std, "mde": self.mde, "mde_over_mean": self.rel_mde,
+                "alpha": ALPHA_DEFAULT, "power": DEFAULT_POWER}
+
+
+def seed_noise(values: Sequence[float]) -> SeedNoise:
+    """:class:`SeedNoise` of a sample of final losses (one per seed), at ``ALPHA_DEFAULT`` and
+    ``DEFAULT_POWER``; nan fields where the sample is too small or not finite."""
+    s = summarize(values)
+    mde = minimum_detectable_effect(s.std, s.n)
+    scale = abs(s.mean) if math.isfinite(s.mean) and s.mean != 0 else math.nan
+    return SeedNoise(s.n, s.mean, s.std, s.std / scale, mde, mde / scale)
 
 
 def time_to_target(curve: Sequence[tuple[float, float]], target: float) -> float:

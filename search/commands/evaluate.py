@@ -25,13 +25,15 @@ Protocol, per task of the suite and per rule (the candidate and every baseline a
   2. train at the tuned lr on --seeds fresh seeds (1..N);
   3. report the validation loss mean +- std, the ratio to tuned AdamW, and a Welch t-test
      p-value of the candidate against each baseline. A significance claim needs >= 3 seeds.
+     Under each table: AdamW's seed std as a % of its mean, and the smallest difference a
+     Welch test with these seeds detects (p < 0.05, power 0.8), as a % of AdamW's mean.
 
 Fitness = geometric mean over tasks of (rule's val loss / AdamW's): below 1 beats AdamW; a
 diverged or non-finite run gives the worst fitness (1e6). AdamW is always evaluated (it is the
 normaliser). The held-out suite also gets AlgoPerf performance profiles (r_max = 4).
 
 Writes OUT/results.json (settings, code version, every run with its curves, per-task statistics,
-top-level `fitness`) and OUT/loss_<task>.png (plus performance_profile.png for held-out).
+top-level `fitness`, `seed_noise` per task) and OUT/loss_<task>.png (plus performance_profile.png for held-out).
 
 example:
   optforge evaluate builtin:lion --suite proxy --baselines adamw,sgd --seeds 3
@@ -156,7 +158,25 @@ def format_task(task, candidate: str, seeds: int) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
-    return "\n".join([head, *("  " + line for line in lines)])
+    return "\n".join([head, *("  " + line for line in lines), format_noise(task)])
+
+
+def reference_noise(task):
+    """AdamW's seed noise on one task and the smallest effect its seeds can detect."""
+    from evaluators.evaluate import REFERENCE
+    from evaluators.stats import seed_noise
+
+    return seed_noise(task.rules[REFERENCE].losses)
+
+
+def format_noise(task) -> str:
+    """One line: AdamW's seed std and the minimum detectable effect, as % of AdamW's mean."""
+    from evaluators.stats import ALPHA_DEFAULT, DEFAULT_POWER
+
+    n = reference_noise(task)
+    return (f"  adamw seed std {_fmt(100 * n.rel_std, '.1f')}% of its mean; smallest "
+            f"detectable effect (Welch p < {ALPHA_DEFAULT:g}, power {DEFAULT_POWER:g}, {n.n} "
+            f"seeds per rule) {_fmt(100 * n.rel_mde, '.1f')}% of it")
 
 
 def run(args) -> int:
@@ -165,7 +185,7 @@ def run(args) -> int:
     from evaluators.evaluate import evaluate, label_rules
     from evaluators.plots import plot_report
     from evaluators.resources import format_bytes
-    from evaluators.results import write_results
+    from evaluators.results import write_json
 
     candidate, baselines, settings, out = _resolve(args)
     n_rules = len(label_rules(candidate, baselines))
@@ -175,7 +195,8 @@ def run(args) -> int:
         report = evaluate(candidate, baselines, settings, progress=bar.update,
                           candidate_source=args.rule)
     report.plots = plot_report(report, out)
-    path = write_results(report, out / "results.json")
+    noise = {t.task: reference_noise(t).to_dict() for t in report.tasks}
+    path = write_json({**report.to_dict(), "seed_noise": noise}, out / "results.json")
     for task in report.tasks:
         print(format_task(task, report.candidate.label, settings.seeds))
         print()

@@ -11,7 +11,8 @@ from evaluators.fitness import WORST_FITNESS
 from search.cli import main
 
 RESULT_KEYS = {"schema", "rule", "fitness", "verdict", "settings", "provenance", "rules",
-               "fitness_by_rule", "tasks", "runs", "profiles", "plots", "wall_time_s", "usage"}
+               "fitness_by_rule", "tasks", "runs", "profiles", "plots", "wall_time_s", "usage",
+               "seed_noise"}
 RUN_KEYS = {"phase", "label", "rule_hash", "task", "seed", "lr", "train_curve", "val_curve",
             "final_val_loss", "final_train_loss", "steps_to_target", "diverged", "steps",
             "wall_time_s", "state_bytes", "preset"}

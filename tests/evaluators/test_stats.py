@@ -134,3 +134,80 @@ def test_unsolved_problem_is_inf_for_everyone():
     r = stats.performance_ratios({"a": {"p": None}, "b": {"p": math.nan}})
     assert r == {"a": {"p": math.inf}, "b": {"p": math.inf}}
     assert stats.profile_score(r) == {"a": 0.0, "b": 0.0}
+
+
+# --- power analysis: Welch's minimum detectable effect ---------------------------------------
+
+def _scipy_welch_power(effect: float, n: int, alpha: float = 0.05) -> float:
+    """Reference: E_B[P(|nct(2k, ncp)| > t_{1-alpha/2}(df_W(B)))], B ~ Beta(k/2, k/2), by quad."""
+    from scipy import integrate
+
+    k, ncp = n - 1, effect / math.sqrt(2.0 / n)
+
+    def conditional(b: float) -> float:
+        c = ss.t.ppf(1 - alpha / 2, k / (b * b + (1 - b) ** 2))
+        lower = np.nan_to_num(ss.nct.cdf(-c, 2 * k, ncp))  # ~0; scipy returns nan far out
+        return ss.beta.pdf(b, k / 2, k / 2) * (ss.nct.sf(c, 2 * k, ncp) + lower)
+
+    return 2.0 * integrate.quad(conditional, 0.0, 0.5, limit=200, epsabs=1e-13)[0]
+
+
+@pytest.mark.parametrize("q, df", [(0.975, 4.0), (0.975, 2.7), (0.8, 8.0), (0.1, 3.0), (0.5, 5.0),
+                                   (0.999, 30.0)])
+def test_t_quantile_matches_scipy(q, df):
+    assert stats.t_quantile(q, df) == pytest.approx(ss.t.ppf(q, df), rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8])
+@pytest.mark.parametrize("effect", [0.5, 2.0, 4.0])
+def test_welch_power_matches_scipy_integral(n, effect):
+    assert stats.welch_power(effect, n) == pytest.approx(_scipy_welch_power(effect, n), abs=2e-6)
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_mde_is_the_effect_with_the_requested_power(n):
+    mde = stats.minimum_detectable_effect(2.0, n)
+    assert _scipy_welch_power(mde / 2.0, n) == pytest.approx(0.8, abs=1e-5)
+    # and by simulation of the test the project runs (scipy's Welch test, 40,000 experiments)
+    rng = np.random.default_rng(7)
+    a = rng.normal(0.0, 2.0, (40_000, n))
+    b = rng.normal(mde, 2.0, (40_000, n))
+    power = (ss.ttest_ind(a, b, axis=1, equal_var=False).pvalue < 0.05).mean()
+    assert power == pytest.approx(0.8, abs=0.012)  # 6 standard errors; Student df gives 0.70
+
+
+def test_mde_exceeds_the_student_planning_formula():
+    # Student's df = 2(n - 1) overstates Welch's power: at n = 3 its effect is ~13% smaller
+    for n in (3, 5):
+        df = 2 * (n - 1)
+        student = (ss.t.ppf(0.975, df) + ss.t.ppf(0.8, df)) * math.sqrt(2 / n)
+        assert stats.minimum_detectable_effect(1.0, n) > student
+    assert stats.minimum_detectable_effect(1.0, 3) == pytest.approx(3.5074, abs=1e-4)
+
+
+def test_mde_scales_with_std_and_shrinks_with_seeds_and_power():
+    one = stats.minimum_detectable_effect(1.0, 4)
+    assert stats.minimum_detectable_effect(0.25, 4) == pytest.approx(0.25 * one, rel=1e-12)
+    mdes = [stats.minimum_detectable_effect(1.0, n) for n in (2, 3, 4, 5, 8, 20)]
+    assert all(a > b for a, b in zip(mdes, mdes[1:]))
+    assert stats.minimum_detectable_effect(1.0, 4, power=0.5) < one
+    assert stats.minimum_detectable_effect(1.0, 4, alpha=0.01) > one
+
+
+def test_mde_edge_cases():
+    assert stats.minimum_detectable_effect(0.0, 3) == 0.0
+    for std, n in ((1.0, 1), (math.nan, 3), (math.inf, 3), (-1.0, 3)):
+        assert math.isnan(stats.minimum_detectable_effect(std, n))
+    assert math.isnan(stats.minimum_detectable_effect(1.0, 3, power=0.01))
+
+
+def test_seed_noise_reports_relative_figures():
+    values = [0.50, 0.52, 0.48, 0.51, 0.49]
+    noise = stats.seed_noise(values)
+    assert noise.n == 5 and noise.mean == pytest.approx(0.5)
+    assert noise.rel_std == pytest.approx(np.std(values, ddof=1) / 0.5, rel=1e-12)
+    assert noise.mde == pytest.approx(stats.minimum_detectable_effect(noise.std, 5), rel=1e-12)
+    assert noise.rel_mde == pytest.approx(noise.mde / 0.5, rel=1e-12)
+    assert noise.to_dict()["std_over_mean"] == noise.rel_std
+    assert math.isnan(stats.seed_noise([0.5]).rel_mde)
+    assert math.isnan(stats.seed_noise([0.5, math.inf]).rel_std)
