@@ -5,6 +5,8 @@ Nothing here downloads anything:
 - **digits**: `sklearn.datasets.load_digits` (the UCI optical handwritten digits, 8x8 images,
   1,797 samples, shipped inside scikit-learn), split once into train/validation by a fixed
   permutation that does not depend on the run seed, so every run validates on the same images.
+  `perturb_digits` makes variants of them (random translations and pixel noise), for augmented
+  training streams and for large fixed validation sets drawn from the held-out images.
 - **stdlib corpus**: the Python standard library's own `.py` files, read from
   `sysconfig.get_paths()["stdlib"]` (site-packages excluded). Files are split into train and
   validation by a hash of their relative path, so the split is deterministic and a file never
@@ -99,6 +101,27 @@ def digits(val_fraction: float = 0.2) -> Digits:
     n_val = int(round(val_fraction * len(y)))
     val, train = order[:n_val], order[n_val:]
     return Digits(x[train], y[train], x[val], y[val])
+
+
+def perturb_digits(x: torch.Tensor, gen: torch.Generator, max_shift: int = 1,
+                   noise: float = 0.0) -> torch.Tensor:
+    """Random variants of 8x8 digit images [N, 64] in [0, 1]: each image is translated by an
+    independent (dy, dx) in [-max_shift, max_shift]^2 (zero fill, as the scanner's border), then
+    Gaussian pixel noise of std `noise` is added and the result clipped to [0, 1].
+
+    Translation is the classic augmentation for handwritten digits (Simard, Steinkraus & Platt
+    2003, "Best practices for convolutional neural networks applied to visual document
+    analysis"); on 8x8 images one pixel is an eighth of the digit. Draws come from `gen` only.
+    """
+    n, m = x.shape[0], max_shift
+    images = torch.nn.functional.pad(x.reshape(n, 8, 8), (m, m, m, m))
+    dy, dx = torch.randint(0, 2 * m + 1, (2, n), generator=gen)
+    rows = (dy[:, None] + torch.arange(8))[:, :, None]
+    cols = (dx[:, None] + torch.arange(8))[:, None, :]
+    out = images[torch.arange(n)[:, None, None], rows, cols].reshape(n, 64)
+    if noise > 0:
+        out = (out + noise * torch.randn(out.shape, generator=gen)).clamp(0.0, 1.0)
+    return out
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,21 @@ _QUADRATIC = {
     "cpu": QuadraticConfig(64, 1e4, 0.003, 16, _r(300, clip_norm=100.0), target=0.002),
     "gpu": QuadraticConfig(1024, 1e4, 0.003, 64, _r(2000, clip_norm=100.0), target=0.002),
 }
-_QUADRATIC_HARD = {
-    "tiny": QuadraticConfig(16, 1e4, 0.003, 8, _r(100, clip_norm=100.0), target=0.0012),
-    "cpu": QuadraticConfig(128, 1e5, 0.003, 16, _r(1000, clip_norm=100.0), target=0.004),
-    "gpu": QuadraticConfig(2048, 1e5, 0.003, 64, _r(4000, clip_norm=100.0), target=0.004),
+_QUADRATIC_HARD = {  # held out: larger, 10x worse conditioned, fixed start (the seed moves the noise)
+    "tiny": QuadraticConfig(16, 1e4, 0.003, 8, _r(100, clip_norm=100.0), target=0.0012,
+                            start="fixed"),
+    "cpu": QuadraticConfig(128, 1e5, 0.003, 16, _r(1000, clip_norm=100.0), target=0.004,
+                           start="fixed"),
+    "gpu": QuadraticConfig(2048, 1e5, 0.003, 64, _r(4000, clip_norm=100.0), target=0.004,
+                           start="fixed"),
+}
+_QUADRATIC_LONG = {  # selection: the proxy's quadratic, twice as long, fixed start
+    "tiny": QuadraticConfig(16, 1e3, 0.003, 8, _r(100, clip_norm=100.0), target=0.0012,
+                            start="fixed"),
+    "cpu": QuadraticConfig(64, 1e4, 0.003, 16, _r(600, clip_norm=100.0), target=0.002,
+                           start="fixed"),
+    "gpu": QuadraticConfig(1024, 1e4, 0.003, 64, _r(4000, clip_norm=100.0), target=0.002,
+                           start="fixed"),
 }
 _ROSENBROCK = {
     "tiny": RosenbrockConfig(2, _r(100, clip_norm=100.0), target=1.5),
@@ -62,15 +73,27 @@ _MLP = {
     "cpu": DigitsConfig((128, 128), 64, _r(300), target=0.06),
     "gpu": DigitsConfig((512, 512, 512), 256, _r(1000), target=0.06),
 }
-_MLP_DEEP = {
-    "tiny": DigitsConfig((32, 32), 32, _r(100), target=0.2),
-    "cpu": DigitsConfig((128, 128, 128, 128), 64, _r(1000), target=0.06),
-    "gpu": DigitsConfig((1024, 1024, 1024, 1024), 256, _r(3000), target=0.06),
+# Augmented digits (`DigitsConfig.shift`/`noise`): half of the images held out, each seen in
+# `val_copies` perturbed copies, so the validation loss is far from zero and averages over
+# thousands of images. Held out: shifts of up to 2 pixels; selection: up to 1.
+_HARD = {"shift": 2, "noise": 0.2, "val_fraction": 0.5}
+_MILD = {"shift": 1, "noise": 0.2, "val_fraction": 0.5}
+_MLP_WIDE = {  # selection: the proxy MLP twice as wide, longer, on augmented data
+    "tiny": DigitsConfig((64, 64), 32, _r(60), target=1.3, val_copies=1, **_MILD),
+    "cpu": DigitsConfig((256, 256), 64, _r(500), target=0.06, val_copies=4, **_MILD),
+    "gpu": DigitsConfig((1024, 1024), 256, _r(2000), target=0.06, val_copies=8, **_MILD),
 }
-_CNN = {
-    "tiny": DigitsConfig((4, 8, 8), 32, _r(60), target=0.7),
-    "cpu": DigitsConfig((16, 32, 32), 64, _r(150), target=0.06),
-    "gpu": DigitsConfig((64, 128, 128), 256, _r(600), target=0.06),
+_MLP_DEEP = {  # held out: four hidden layers, longer, on the harder augmentation
+    "tiny": DigitsConfig((32, 32), 64, _r(100), target=1.6, val_copies=1, **_HARD),
+    "cpu": DigitsConfig((128, 128, 128, 128), 64, _r(1000), target=0.06, val_copies=4, **_HARD),
+    "gpu": DigitsConfig((1024, 1024, 1024, 1024), 256, _r(3000), target=0.06, val_copies=8,
+                        **_HARD),
+}
+_CNN = {  # held out: convolutional, on the harder augmentation
+    "tiny": DigitsConfig((4, 8, 8), 32, _r(80), target=1.8, val_copies=1,
+                         **_MILD),  # 1-pixel shifts, so that 80 tiny steps learn
+    "cpu": DigitsConfig((16, 32, 32), 64, _r(500), target=0.06, val_copies=2, **_HARD),
+    "gpu": DigitsConfig((64, 128, 128), 256, _r(2000), target=0.06, val_copies=8, **_HARD),
 }
 _AUTOENCODER = {
     "tiny": DigitsConfig((16, 8, 16), 32, _r(60), target=0.06),
@@ -83,9 +106,15 @@ _CHARLM = {
     "gpu": CharLMConfig(256, 4, 8, 128, 64, _r(2000), target=2.6, val_windows=256,
                         corpus_chars=4_000_000),
 }
-_CHARLM_DEEP = {
+_CHARLM_LONG = {  # selection: the proxy transformer, longer, on 8x the validation windows
+    "tiny": CharLMConfig(16, 1, 2, 16, 8, _r(60, evals=4), target=3.55, val_windows=32),
+    "cpu": CharLMConfig(48, 2, 4, 32, 16, _r(400), target=2.6, val_windows=256),
+    "gpu": CharLMConfig(256, 4, 8, 128, 64, _r(4000), target=2.6, val_windows=512,
+                        corpus_chars=4_000_000),
+}
+_CHARLM_DEEP = {  # held out: twice as deep, wider, twice as long
     "tiny": CharLMConfig(16, 2, 2, 16, 8, _r(60, evals=4), target=3.45, val_windows=16),
-    "cpu": CharLMConfig(64, 4, 4, 64, 16, _r(500), target=2.4),
+    "cpu": CharLMConfig(64, 4, 4, 32, 16, _r(500), target=2.4, val_windows=256),
     "gpu": CharLMConfig(512, 8, 8, 256, 64, _r(4000), target=2.4, val_windows=256,
                         corpus_chars=4_000_000),
 }
@@ -93,14 +122,17 @@ _CHARLM_DEEP = {
 TASKS: dict[str, Task] = {t.name: t for t in (
     NoisyQuadratic("quadratic", _QUADRATIC),
     NoisyQuadratic("quadratic_hard", _QUADRATIC_HARD),
+    NoisyQuadratic("quadratic_long", _QUADRATIC_LONG),
     Rosenbrock("rosenbrock", _ROSENBROCK),
     LinearRegression("linreg", _LINREG),
     DigitsTask("digits_logreg", "logreg", _LOGREG),
     DigitsTask("digits_mlp", "mlp", _MLP),
+    DigitsTask("digits_mlp_wide", "mlp", _MLP_WIDE),
     DigitsTask("digits_mlp_deep", "mlp", _MLP_DEEP),
     DigitsTask("digits_cnn", "cnn", _CNN),
     DigitsTask("digits_autoencoder", "autoencoder", _AUTOENCODER),
     CharLM("charlm", _CHARLM),
+    CharLM("charlm_long", _CHARLM_LONG),
     CharLM("charlm_deep", _CHARLM_DEEP),
 )}
 

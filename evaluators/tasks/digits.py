@@ -14,12 +14,13 @@ Hidden weights and conv filters route `matrix`; the output layer routes `default
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from evaluators.data import EpochSampler, digits
+from evaluators.data import EpochSampler, digits, generator, perturb_digits
 from evaluators.recipe import Recipe
 from evaluators.tasks.base import Problem, Task, mean_cross_entropy
 from evaluators.tasks.layers import Conv2d, Dense, pool2
@@ -34,6 +35,14 @@ class DigitsConfig:
     batch_size: int
     recipe: Recipe
     target: float
+    shift: int = 0  # training images translated by up to this many pixels (0: no augmentation)
+    noise: float = 0.0  # std of the Gaussian pixel noise added to training images
+    val_copies: int = 0  # validation = this many perturbed copies of each held-out image (0: plain)
+    val_fraction: float = 0.2  # share of the 1,797 images held out for validation
+
+    @property
+    def augmented(self) -> bool:
+        return self.shift > 0 or self.noise > 0
 
 
 class MLP(nn.Module):
@@ -70,6 +79,14 @@ class ConvNet(nn.Module):
         return self.head(x.flatten(-3))
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _standardise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return (x - mean) / std
+
+
 def pixel_mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-member mean squared error per pixel: [E, B, 64] -> [E]."""
     return (outputs - targets).pow(2).reshape(outputs.shape[0], -1).mean(1)
@@ -94,23 +111,38 @@ class DigitsTask(Task):
         return MLP((PIXELS, *cfg.hidden, CLASSES), gen)
 
     def _build(self, cfg: DigitsConfig, seed, init, device) -> Problem:
-        data = digits()
+        data = digits(cfg.val_fraction)
         model = self._model(cfg, init)
+        perturb = functools.partial(perturb_digits, max_shift=cfg.shift, noise=cfg.noise)
+        x_val, y_val = data.x_val, data.y_val
+        if cfg.val_copies:
+            gen = generator("digits-val", cfg.shift, cfg.noise)
+            x_val = torch.cat([perturb(x_val, gen) for _ in range(cfg.val_copies)])
+            y_val = y_val.repeat(cfg.val_copies)
         if self.model_kind == "autoencoder":
-            x_train, x_val = data.x_train.to(device), data.x_val.to(device)
-            y_train, y_val = x_train, x_val
-            loss, kind = pixel_mse, "regression"
-        else:
-            mean, std = data.x_train.mean(0), data.x_train.std(0).clamp(min=0.1)
-            x_train = ((data.x_train - mean) / std).to(device)
-            x_val = ((data.x_val - mean) / std).to(device)
-            y_train, y_val = data.y_train.to(device), data.y_val.to(device)
+            loss, kind, scale = pixel_mse, "regression", _identity
+        else:  # standardise with the training images' statistics, as the network sees them
+            ref = perturb(data.x_train, generator("digits-stats")) if cfg.augmented \
+                else data.x_train
             loss, kind = mean_cross_entropy, "classification"
+            scale = functools.partial(_standardise, mean=ref.mean(0), std=ref.std(0).clamp(min=0.1))
+        x_train, y_train = data.x_train, data.y_train.to(device)
+        if not cfg.augmented:  # a fixed stream: scale once, on the device
+            x_train = scale(x_train).to(device)
         sampler = EpochSampler(len(x_train), cfg.batch_size, seed)
+        val_x = scale(x_val).to(device)
+        val_y = val_x if kind == "regression" else y_val.to(device)
+        chunk = 4096  # validation in chunks bounds the memory of a stacked ensemble's forward
+        val = [(val_x[i:i + chunk], val_y[i:i + chunk]) for i in range(0, len(val_x), chunk)]
 
         def batch(step: int):
-            idx = sampler.indices(step).to(device)
-            return x_train[idx], y_train[idx]
+            idx = sampler.indices(step)
+            if cfg.augmented:  # drawn on the CPU per (seed, step): the same for every rule
+                x = scale(perturb(x_train[idx], generator("digits-augment", seed, step)))
+                x = x.to(device)
+            else:
+                x = x_train[idx.to(device)]
+            return x, (x if kind == "regression" else y_train[idx.to(device)])
 
-        return Problem(model=model, train_batch=batch, val_batches=[(x_val, y_val)], loss=loss,
+        return Problem(model=model, train_batch=batch, val_batches=val, loss=loss,
                        recipe=cfg.recipe, target_loss=cfg.target, kind=kind)

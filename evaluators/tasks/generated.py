@@ -48,6 +48,8 @@ class QuadraticConfig:
     target: float
     scale: float = 0.03  # initial distance: the start holds scale^2 * dim / 2 of excess loss
     top_eigenvalue: float = 100.0  # sets the lr scale: gradient descent is stable below 2 / this
+    start: str = "gaussian"  # offsets per eigendirection: "gaussian" N(0, 1) from the seed,
+    # "signs" +-1 from the seed, "fixed" +-1 the same for every seed (only the noise is seeded)
 
 
 class _Point(nn.Module):
@@ -75,7 +77,9 @@ class NoisyQuadratic(Task):
         lam = cfg.top_eigenvalue * torch.logspace(0.0, -math.log10(cfg.condition), cfg.dim)
         w_star = torch.randn(cfg.dim, generator=fixed)
         noise_basis = q * (cfg.noise / lam.sqrt())  # xi = noise_basis @ z, z ~ N(0, I)
-        start = w_star + q @ (cfg.scale * torch.randn(cfg.dim, generator=init) / lam.sqrt())
+        z = torch.randn(cfg.dim, generator=fixed if cfg.start == "fixed" else init)
+        z = z if cfg.start == "gaussian" else z.sign()
+        start = w_star + q @ (cfg.scale * z / lam.sqrt())
         model = _Point(start)
         q, lam, w_star, noise_basis = (t.to(device) for t in (q, lam, w_star, noise_basis))
 

@@ -5,9 +5,11 @@ language) at a known-good lr to below a validation loss measured on this machine
 seed 0); the thresholds sit 10-20% above the measured values (4% for the character LMs, whose
 losses start at 4.6) so they catch a broken task, not float noise. Measured final validation
 losses (tiny preset, lr as in LEARNS; initial losses in brackets): quadratic 0.00018 (0.0061),
-quadratic_hard 0.00083 (0.0061), rosenbrock 0.91 (5.7), linreg 0.29 (4.3), digits_logreg 0.16
-(2.4), digits_mlp 0.125 (2.3), digits_mlp_deep 0.098 (2.3), digits_cnn 0.47 (2.3),
-digits_autoencoder 0.050 (0.26), charlm 3.46 (4.62), charlm_deep 3.35 (4.85).
+quadratic_hard 0.00085 (0.0072), quadratic_long 0.000093 (0.0073), rosenbrock 0.91 (5.7), linreg
+0.29 (4.3), digits_logreg 0.16 (2.4), digits_mlp 0.125 (2.3), digits_mlp_wide 1.12 (2.31),
+digits_mlp_deep 1.44 (2.31), digits_cnn 1.22 (2.33), digits_autoencoder 0.050 (0.26), charlm 3.46
+(4.62), charlm_long 3.12 (4.57), charlm_deep 3.35 (4.85). The augmented digits tasks (wide, deep,
+cnn) stay far from zero at the tiny preset: their validation images are perturbed copies.
 """
 
 from __future__ import annotations
@@ -22,20 +24,25 @@ from evaluators import data, suites
 from evaluators.ensemble import stackable
 from evaluators.recipe import route_of
 from evaluators.tasks import PRESETS, TASKS, get_task
+from evaluators.tasks.digits import DigitsConfig
+from evaluators.tasks.generated import QuadraticConfig
 from evaluators.train import TORCH_ADAMW, run_training
 
 # task -> (AdamW lr, validation loss it must beat at the tiny preset, seed 0)
 LEARNS = {
     "quadratic": (0.03, 0.00022),
     "quadratic_hard": (0.03, 0.001),
+    "quadratic_long": (0.03, 0.00011),
     "rosenbrock": (0.3, 1.0),
     "linreg": (0.3, 0.33),
     "digits_logreg": (0.1, 0.19),
     "digits_mlp": (0.03, 0.15),
-    "digits_mlp_deep": (0.03, 0.115),
-    "digits_cnn": (0.03, 0.56),
+    "digits_mlp_wide": (0.03, 1.3),
+    "digits_mlp_deep": (0.03, 1.65),
+    "digits_cnn": (0.03, 1.4),
     "digits_autoencoder": (0.03, 0.057),
     "charlm": (0.03, 3.6),
+    "charlm_long": (0.03, 3.25),
     "charlm_deep": (0.01, 3.5),
 }
 
@@ -66,8 +73,11 @@ def test_task_is_seeded_and_stackable(name):
     assert task.stackable and stackable(a.model)
     if name != "rosenbrock":  # full batch: the same every step and seed, only the start moves
         assert not torch.equal(xa, xc)
-    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.model.parameters(),
-                                                         c.model.parameters()))
+    same_start = all(torch.equal(pa, pc) for pa, pc in zip(a.model.parameters(),
+                                                           c.model.parameters()))
+    assert same_start == (getattr(task.config("tiny"), "start", "") == "fixed")
+    for (va, _), (vc, _) in zip(a.val_batches, c.val_batches, strict=True):
+        assert torch.equal(va, vc)  # every seed validates on the same data
 
 
 def _routes(name: str) -> dict[str, str]:
@@ -119,15 +129,57 @@ def test_stdlib_corpus_is_deterministic_and_split_by_file():
     assert corpus.fingerprint == data.stdlib_corpus(200_000).fingerprint
 
 
-def test_shipped_suites_load():
+def test_shipped_suites_load_and_keep_apart():
     names = suites.suite_names()
-    assert {"proxy", "heldout"} <= set(names)
-    proxy, heldout = suites.load_suite("proxy"), suites.load_suite("heldout")
+    assert {"proxy", "selection", "heldout"} <= set(names)
+    proxy, selection, heldout = (suites.load_suite(n) for n in ("proxy", "selection", "heldout"))
     assert "digits_mlp" in proxy.task_names() and "charlm" in proxy.task_names()
+    assert "digits_mlp_wide" in selection.task_names() and "charlm_long" in selection.task_names()
     assert "digits_cnn" in heldout.task_names() and "charlm_deep" in heldout.task_names()
-    charlm = next(t for t in heldout.tasks if t.name == "charlm")
-    assert charlm.steps_for("cpu") == 1000 and charlm.steps_for("tiny") is None
-    assert not set(proxy.task_names()) & {"digits_cnn", "charlm_deep", "quadratic_hard"}
+    tasks = [set(s.task_names()) for s in (proxy, selection, heldout)]
+    assert not (tasks[0] & tasks[1] or tasks[0] & tasks[2] or tasks[1] & tasks[2])
+
+
+@pytest.mark.parametrize("suite", ["selection", "heldout"])
+def test_certifying_suites_use_large_validation_sets(suite):
+    # the noise fix: every digits task validates on perturbed copies of half the images
+    for name in suites.load_suite(suite).task_names():
+        cfg = get_task(name).config("cpu")
+        if isinstance(cfg, DigitsConfig):
+            assert cfg.augmented and cfg.val_fraction == 0.5 and cfg.val_copies >= 2, name
+            val = get_task(name).build(0, "tiny").val_batches
+            assert sum(len(x) for x, _ in val) == 898  # 1 copy of the held-out half at tiny
+        elif isinstance(cfg, QuadraticConfig):
+            assert cfg.start == "fixed", name
+        else:
+            assert cfg.val_windows >= 256, name
+
+
+def test_perturb_digits_translates_and_adds_noise():
+    x = data.digits().x_val[:50]
+    y = data.perturb_digits(x, data.generator("t"), max_shift=2)
+    assert y.shape == x.shape and torch.equal(y, data.perturb_digits(x, data.generator("t"), 2))
+    padded = torch.nn.functional.pad(x.reshape(-1, 8, 8), (2, 2, 2, 2))
+    for img, out in zip(padded, y.reshape(-1, 8, 8)):  # each output is one of the 25 shifts
+        assert any(torch.equal(img[dy:dy + 8, dx:dx + 8], out)
+                   for dy in range(5) for dx in range(5))
+    assert not torch.equal(y, x)
+    noisy = data.perturb_digits(x, data.generator("t"), max_shift=1, noise=0.2)
+    assert 0.0 <= float(noisy.min()) and float(noisy.max()) <= 1.0
+    assert float((noisy - data.perturb_digits(x, data.generator("t"), 1)).abs().mean()) > 0.05
+
+
+def test_augmented_stream_is_pure_in_seed_and_step():
+    a, b = get_task("digits_mlp_deep").build(0, "tiny"), get_task("digits_mlp_deep").build(0, "tiny")
+    assert torch.equal(a.train_batch(7)[0], b.train_batch(7)[0])
+    assert torch.equal(a.train_batch(7)[1], b.train_batch(7)[1])
+    # an image comes back in the next epoch perturbed afresh (same label, other pixels)
+    sampler = data.EpochSampler(len(data.digits(0.5).x_train), 64, seed=0)
+    first = sampler.indices(0)[0]
+    step, pos = next((s, int(hit[0])) for s in range(1, 40)
+                     if len(hit := (sampler.indices(s) == first).nonzero()))
+    assert a.train_batch(0)[1][0] == a.train_batch(step)[1][pos]
+    assert not torch.equal(a.train_batch(0)[0][0], a.train_batch(step)[0][pos])
 
 
 def test_suite_from_path(tmp_path):
