@@ -19,6 +19,9 @@ COMMANDS: dict[str, str] = {
     "export": "search.commands.export",
     "evaluate": "search.commands.evaluate",
     "search": "search.commands.search",
+    "report": "search.commands.report",
+    "ablate": "search.commands.ablate",
+    "regimes": "search.commands.regimes",
 }
 
 

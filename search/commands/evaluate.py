@@ -33,7 +33,8 @@ diverged or non-finite run gives the worst fitness (1e6). AdamW is always evalua
 normaliser). The held-out suite also gets AlgoPerf performance profiles (r_max = 4).
 
 Writes OUT/results.json (settings, code version, every run with its curves, per-task statistics,
-top-level `fitness`, `seed_noise` per task) and OUT/loss_<task>.png (plus performance_profile.png for held-out).
+top-level `fitness`, `seed_noise` per task), OUT/loss_<task>.png (plus performance_profile.png for
+held-out) and OUT/report.html (all of it, and each run's diagnostics, on one self-contained page).
 
 example:
   optforge evaluate builtin:lion --suite proxy --baselines adamw,sgd --seeds 3
@@ -197,6 +198,9 @@ def run(args) -> int:
     report.plots = plot_report(report, out)
     noise = {t.task: reference_noise(t).to_dict() for t in report.tasks}
     path = write_json({**report.to_dict(), "seed_noise": noise}, out / "results.json")
+    from search.report import write_evaluate_report
+
+    page = write_evaluate_report(out)
     for task in report.tasks:
         print(format_task(task, report.candidate.label, settings.seeds))
         print()
@@ -211,5 +215,5 @@ def run(args) -> int:
     print(f"time {u.wall_time_s:.1f} s on {args.device} ({u.device_name}); peak memory "
           f"{format_bytes(u.peak_memory_bytes)} ({u.memory_kind})"
           + (f", {format_bytes(u.reserved_memory_bytes)} reserved" if u.reserved_memory_bytes else ""))
-    print(f"wrote {path} and {len(report.plots)} plot(s)")
+    print(f"wrote {path}, {page} and {len(report.plots)} plot(s)")
     return 0
