@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dsl.analysis import eliminate_dead_code
 from dsl.printer import to_text
+from evaluators.fitness import WORST_FITNESS
 from evaluators.results import write_text_atomic
 from populations.population import Entry, Population
 
@@ -127,6 +128,8 @@ def fmt(x) -> str:
 def fitness_text(entry: Entry) -> str:
     """``0.9623 ± 0.021`` (the standard error of ln fitness as a relative error) or the value."""
     o = entry.outcome
+    if o.fitness >= WORST_FITNESS:
+        return "failed"
     se = o.se if isinstance(o.se, float) and math.isfinite(o.se) else None
     return fmt(o.fitness) + (f" ± {o.fitness * se:.3f}" if se is not None else "")
 

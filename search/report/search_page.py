@@ -109,24 +109,29 @@ def _img(run_dir: Path, name: str | None, alt: str, empty: str) -> str:
     return h.image(run_dir / name, alt) if name else h.para(empty, "note")
 
 
-def _run_section(pop: Population, data: dict) -> str:
-    cfg, c, prov = data["config"], data["counts"], data["provenance"]
+def _config_items(pop: Population, cfg: dict) -> list[tuple[str, object]]:
+    """The config summary; a folder without config.yaml says so."""
     measured = pop.reference or {}  # the stages the search ran, with their tasks
     stages = " -> ".join(f"{name} ({', '.join(tasks)})" for name, tasks in measured.items()) or "-"
-    val = cfg.get("validation") or {}
-    items = [("search", data["name"]), ("strategy", cfg.get("strategy")),
-             ("rules to train", cfg.get("evaluations")), ("seed rules", ", ".join(cfg.get("seeds") or [])),
-             ("funnel stages", stages),
-             ("stage settings", "; ".join(f"{f.get('name')}: {f.get('preset')} preset, "
-                                          f"{f.get('seeds')} seed(s), budget {f.get('budget')}"
-                                          for f in cfg.get("funnel") or [])
-              or f"proxy shorthand: {(cfg.get('proxy') or {}).get('preset')} preset, budget "
-                 f"{(cfg.get('proxy') or {}).get('budget')}, hurdle "
-                 f"{(cfg.get('proxy') or {}).get('hurdle')}"),
-             ("validation", f"top {val.get('top_k')} on {val.get('suite')} "
-                            f"({', '.join(val.get('tasks') or ['all tasks'])}), {val.get('seeds')} "
-                            f"seeds, baselines {', '.join(val.get('baselines') or [])}"),
-             ("executor", (cfg.get("executor") or {}).get("kind")), ("device", cfg.get("device")),
+    if not cfg:
+        return [("funnel stages", stages), ("config", "no config.yaml in this folder")]
+    proxy, val = cfg.get("proxy") or {}, cfg.get("validation") or {}
+    settings = "; ".join(f"{f.get('name')}: {f.get('preset')} preset, {f.get('seeds')} seed(s), "
+                         f"budget {f.get('budget')}" for f in cfg.get("funnel") or []) or \
+        f"proxy shorthand: {proxy.get('preset')} preset, budget {proxy.get('budget')}, hurdle " \
+        f"{proxy.get('hurdle')}"
+    return [("strategy", cfg.get("strategy")), ("rules to train", cfg.get("evaluations")),
+            ("seed rules", ", ".join(cfg.get("seeds") or [])), ("funnel stages", stages),
+            ("stage settings", settings),
+            ("validation", f"top {val.get('top_k')} on {val.get('suite')} "
+                           f"({', '.join(val.get('tasks') or ['all tasks'])}), {val.get('seeds')} "
+                           f"seeds, baselines {', '.join(val.get('baselines') or [])}"),
+            ("executor", (cfg.get("executor") or {}).get("kind")), ("device", cfg.get("device"))]
+
+
+def _run_section(pop: Population, data: dict) -> str:
+    cfg, c, prov = data["config"], data["counts"], data["provenance"]
+    items = [("search", data["name"]), *_config_items(pop, cfg),
              ("machine", f"{prov.get('platform')}, {os.cpu_count()} CPU cores, Python "
                          f"{prov.get('python')}, torch {prov.get('torch')}"),
              ("code version", prov.get("code_version")), ("started", prov.get("created")),
@@ -141,7 +146,7 @@ def _run_section(pop: Population, data: dict) -> str:
     return h.section("run", "The run", h.definitions(items),
                      h.table(["evaluations", "count"], counts_rows),
                      h.details("resolved config (config.yaml)",
-                               h.code(yaml.safe_dump(cfg, sort_keys=False))))
+                               h.code(yaml.safe_dump(cfg, sort_keys=False))) if cfg else "")
 
 
 def _leaderboard_table(pop: Population, top: int = 20) -> str:

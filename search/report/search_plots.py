@@ -25,6 +25,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from evaluators.fitness import WORST_FITNESS
 from evaluators.plots import mean_curve
@@ -35,15 +36,18 @@ COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:
 CANDIDATE_COLOURS = ["black", "tab:red", "tab:purple", "tab:brown", "tab:olive"]
 
 
-def plain_log_axis(ax, axis: str = "y") -> None:
-    """Log scale with plain numbers on the ticks (0.5, 1, 2) instead of powers of ten."""
-    from matplotlib.ticker import FormatStrFormatter
+def plain_log_axis(ax) -> None:
+    """Log scale on y with plain numbers on the ticks (0.5, 1, 2) instead of powers of ten; the
+    minor ticks are labelled only when the axis spans less than about a decade. Call it after
+    plotting."""
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-    getattr(ax, f"set_{axis}scale")("log")
-    target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_formatter(FormatStrFormatter("%.3g"))
-    target.set_minor_formatter(FormatStrFormatter("%.3g"))
-    ax.tick_params(axis=axis, which="minor", labelsize=6)
+    ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    narrow = lo > 0 and hi / lo < 12
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g") if narrow else NullFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=6)
 
 
 def save(fig: Figure, path: Path) -> str:
@@ -97,6 +101,7 @@ def plot_progress(pop: Population, path: Path) -> str | None:
                        label=f"{stage}: failed (drawn at top)")
     ax.axhline(1.0, color="gray", linestyle=":", linewidth=1, label="AdamW")
     plain_log_axis(ax)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("rules measured so far")
     ax.set_ylabel("stage fitness (loss / AdamW's)")
     ax.set_title("search progress per funnel stage")
@@ -133,6 +138,7 @@ def plot_meta_overfitting(pop: Population, path: Path) -> str | None:
         left.axhline(base, color="tab:green", ls="--", lw=1, label="best baseline (held-out)")
     for e, x, h in zip(pts, xs, held):
         left.annotate(e.id, (x, h), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_xlabel("found after this many trained rules")
     left.set_ylabel("fitness (loss / AdamW's)")
     left.set_title("proxy vs held-out over search time")
