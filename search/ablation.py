@@ -121,7 +121,7 @@ class Row:
             return f"carries the rule: invalid without it ({m.reason})"
         if m.status == "failed":
             return "carries the rule: diverges without it"
-        if m.reused == "function" or c.effect == 0.0:
+        if c.effect == 0.0 and c.se == 0.0:  # the rule's own samples: the same function
             return "no effect: computes the same without it"
         if c.worse(alpha):
             return "carries the rule (significantly worse without it)"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import re
 import sys
 import time
-from pathlib import Path
 
+MIN_SEEDS = 2  # a Welch test needs two samples per rule
 HELP = "ablate a rule: remove each statement, neutralise each constant, measure the change"
 
 DESCRIPTION = """\
@@ -37,27 +36,14 @@ examples:
 
 
 def add_arguments(parser) -> None:
-    from evaluators.tuning import DEFAULT_BUDGET
+    from .protocol_options import add_protocol_arguments
 
     parser.add_argument("rule", metavar="RULE", help="a rule file (.opt) or builtin:NAME")
     parser.add_argument("--suite", default="proxy",
                         help="proxy, heldout, or a suite YAML file (default: proxy)")
     parser.add_argument("--tasks", metavar="A,B", help="comma-separated tasks of the suite "
                         "(default: all of them)")
-    parser.add_argument("--preset", default="cpu", help="size preset: tiny, cpu or gpu (default: cpu)")
-    parser.add_argument("--seeds", default="3", metavar="N",
-                        help="evaluation seeds per variant (default: 3; at least 2)")
-    parser.add_argument("--budget", default=str(DEFAULT_BUDGET), metavar="N",
-                        help=f"lr tuning trials per variant and task (default: {DEFAULT_BUDGET})")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/ablate-<rule>-<timestamp>)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def out_dir(arg: str | None, command: str, rule, spec: str) -> Path:
-    """--out, or runs/<command>-<rule>-<timestamp>."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", rule.name or Path(spec).stem)
-    return Path(arg) if arg else Path("runs") / f"{command}-{slug}-{stamp}"
+    add_protocol_arguments(parser, "ablate", "variant", MIN_SEEDS)
 
 
 def resolve(args):
@@ -65,14 +51,10 @@ def resolve(args):
     from dsl import load_rule
     from evaluators import suites
     from search.cli import UserError
-    from search.commands.evaluate import _positive_int
 
-    seeds = _positive_int(args.seeds, "--seeds")
-    if seeds < 2:
-        raise UserError(f"--seeds must be at least 2 (a Welch test needs two samples), got {seeds}")
-    budget = _positive_int(args.budget, "--budget")
-    if args.preset not in suites.PRESETS:
-        raise UserError(f"unknown preset {args.preset!r}; choose from {', '.join(suites.PRESETS)}")
+    from .protocol_options import check_protocol_arguments, out_dir
+
+    seeds, budget = check_protocol_arguments(args, MIN_SEEDS)
     try:
         suite = suites.load_suite(args.suite)
     except (OSError, ValueError) as exc:

@@ -42,7 +42,8 @@ DESCRIPTION = _description()
 
 def add_arguments(parser) -> None:
     from evaluators.regimes import AXES
-    from evaluators.tuning import DEFAULT_BUDGET
+
+    from .protocol_options import add_protocol_arguments
 
     parser.add_argument("rule", metavar="RULE", help="a rule file (.opt) or builtin:NAME")
     parser.add_argument("--baselines", default="adamw,sgd",
@@ -52,13 +53,7 @@ def add_arguments(parser) -> None:
                         help=f"comma-separated axes (default: all: {', '.join(AXES)})")
     parser.add_argument("--levels", action="append", default=[], metavar="AXIS=V1,V2",
                         help="levels to measure on an axis instead of its own (repeatable)")
-    parser.add_argument("--preset", default="cpu", help="size preset: tiny, cpu or gpu (default: cpu)")
-    parser.add_argument("--seeds", default="3", metavar="N",
-                        help="evaluation seeds per rule and cell (default: 3)")
-    parser.add_argument("--budget", default=str(DEFAULT_BUDGET), metavar="N",
-                        help=f"lr tuning trials per rule and cell (default: {DEFAULT_BUDGET})")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/regimes-<rule>-<timestamp>)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_protocol_arguments(parser, "regimes", "rule and regime")
 
 
 def _levels(specs: list[str]) -> dict[str, list[float]]:
@@ -79,17 +74,14 @@ def _levels(specs: list[str]) -> dict[str, list[float]]:
 def resolve(args):
     """(rule, baselines, Settings, axes, out dir), or UserError / RuleError."""
     from dsl import load_rule
-    from evaluators import suites
     from evaluators.evaluate import Settings
     from evaluators.regimes import parse_axes
     from search.cli import UserError
-    from search.commands.ablate import out_dir
-    from search.commands.evaluate import _load_baselines, _positive_int
+    from search.commands.evaluate import _load_baselines
 
-    seeds = _positive_int(args.seeds, "--seeds")
-    budget = _positive_int(args.budget, "--budget")
-    if args.preset not in suites.PRESETS:
-        raise UserError(f"unknown preset {args.preset!r}; choose from {', '.join(suites.PRESETS)}")
+    from .protocol_options import check_protocol_arguments, out_dir
+
+    seeds, budget = check_protocol_arguments(args)
     names = [a.strip() for a in args.axes.split(",") if a.strip()]
     if not names:
         raise UserError("--axes: name at least one axis")

@@ -55,6 +55,15 @@ def test_ablation_with_a_known_function_scorer():
     assert measurer.calls == 3  # the rule, beta -> 0 and the constant; the rest cost nothing
 
 
+def test_a_variant_that_computes_what_another_variant_computes_is_not_called_neutral():
+    lion_like = "hparams beta=0.9\nupdate = sign(beta * m + (1 - beta) * g)\nm = beta * m + (1 - beta) * g\n"
+    rows = {r.part.text: r for r in ablate(parse(lion_like), Measurer(function_scorer(lion_like))).rows}
+    dropped, zero = rows["m = beta * m + (1 - beta) * g"], rows["beta=0.9"]
+    assert zero.measurement.reused == "function"  # beta = 0 is sign(g), as is dropping m
+    assert zero.measurement.samples == dropped.measurement.samples
+    assert zero.verdict() == dropped.verdict() == "carries the rule (significantly worse without it)"
+
+
 @pytest.fixture(scope="module")
 def ablated(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ablate")
