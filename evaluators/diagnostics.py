@@ -214,8 +214,11 @@ def end_sharpness(loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Te
     ``SHARPNESS_MAX_PARAMS``; never raises (a failure to measure is None)."""
     if member_params(params, batch_dims) > SHARPNESS_MAX_PARAMS or not any(alive):
         return [None] * len(alive)
-    try:
-        values, used = top_hessian_eigenvalue(loss_fn, params, batch_dims, seed=seed)
-    except RuntimeError:  # e.g. an op without double backward: not measured
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    try:  # the fused attention kernels have no double backward; the plain one computes the same
+        with sdpa_kernel([SDPBackend.MATH]):
+            values, used = top_hessian_eigenvalue(loss_fn, params, batch_dims, seed=seed)
+    except RuntimeError:  # another op without double backward: not measured
         return [None] * len(alive)
     return [(v, used) if ok and math.isfinite(v) else None for v, ok in zip(values, alive)]

@@ -65,6 +65,8 @@ def evaluate_html(results: dict, out: Path) -> str:
             ["task", "AdamW seeds", "AdamW std / mean", "smallest detectable effect / mean"],
             [(t, n.get("seeds"), n.get("std_over_mean"), n.get("mde_over_mean"))
              for t, n in noise.items()]))
+    tasks.append(h.para("p: the candidate against each rule on the evaluation seeds; steps to "
+                        "target: median over seeds; diverged: seeds that diverged.", "note"))
     for t in results["tasks"]:
         rows = [(label, r["tuned_lr"], r["val_loss_mean"], r["val_loss_std"], r["ratio_to_adamw"],
                  r["status"], r["welch_p_vs_candidate"], r["bootstrap_p_vs_candidate"],
@@ -72,8 +74,7 @@ def evaluate_html(results: dict, out: Path) -> str:
                 for label, r in t["rules"].items()]
         tasks += [f"<h3>{h.esc(t['task'])}</h3>",
                   h.table(["rule", "tuned lr", "val loss mean", "std", "/ AdamW", "status",
-                           "Welch p vs candidate", "bootstrap p", "steps to target (median)",
-                           "diverged seeds"], rows)]
+                           "p (Welch)", "p (bootstrap)", "steps to target", "diverged"], rows)]
     curves = [h.image(p, p.stem) for p in _plots(results, out)]
     prof = results.get("profiles")
     profiles = h.section("profiles", "Performance profiles (AlgoPerf, r_max = 4)",
@@ -88,7 +89,8 @@ def evaluate_html(results: dict, out: Path) -> str:
                             "end (small tasks only).", "note"),
                      h.table(ed.DIAGNOSTIC_HEADERS, ed.diagnostics_rows(results)))
     body = [h.nav(SECTIONS), run, fitness, h.section("tasks", "Per task", *tasks),
-            h.section("curves", "Loss curves (val solid, train dashed)", *curves), profiles, diag]
+            h.section("curves", "Loss curves (val solid, train dashed)", h.grid(curves)),
+            profiles, diag]
     return h.page(f"optforge evaluate: {cand}", body, results["verdict"])
 
 

@@ -30,11 +30,12 @@ nav{font-size:.92em}nav a{margin-right:1em;white-space:nowrap}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;font-size:.88em;margin:.5em 0;overflow-wrap:normal}
 th,td{border:1px solid #dde2e8;padding:3px 8px;text-align:left;vertical-align:top}
-th{background:#eef1f5;white-space:nowrap}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+th{background:#eef1f5}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.good td{background:#eef8ee}tr.bad td{background:#fbeeee}
 pre{background:#f3f4f6;border:1px solid #e1e5ea;border-radius:6px;padding:8px 10px;
  white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85em;margin:.4em 0}
 img{max-width:100%;height:auto;display:block;margin:.6em 0}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:4px 16px}
 .note{color:#56606b;font-size:.9em}.verdict{font-weight:500}
 details summary{cursor:pointer;color:#1f5fa8}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:.92em}
@@ -115,6 +116,11 @@ def details(summary: str, inner: str) -> str:
 
 def link(href: str, text: str) -> str:
     return f"<a href='{esc(href)}'>{esc(text)}</a>"
+
+
+def grid(parts: Sequence[str]) -> str:
+    """Side by side where the window is wide enough (plots of the same kind)."""
+    return f"<div class='grid'>{''.join(parts)}</div>"
 
 
 def image(path: str | Path, alt: str) -> str:
