@@ -20,9 +20,10 @@ from dataclasses import replace
 import networkx as nx
 
 from .ir import INPUTS, OUTPUT, BinOp, Call, Expr, Name, Neg, Num, Program, Route, children, names_read
+from .primitives import PRIMITIVES
 
 _COMMUTATIVE_OPS = {"+", "*"}
-_COMMUTATIVE_CALLS = {"max", "min"}
+_COMMUTATIVE_CALLS = frozenset(name for name, prim in PRIMITIVES.items() if prim.commutative)
 
 
 def dataflow_graph(route: Route, hparams: dict[str, float] | None = None) -> nx.DiGraph:
@@ -133,7 +134,7 @@ class _Hasher:
             if node.id in INPUTS:
                 return _h("in", node.id)
             if node.id in self.hparams:
-                return _h("hp", repr(self.hparams[node.id]))
+                return _h("hp", repr(float(self.hparams[node.id])))   # 5 and 5.0: one value
             if node.id not in self.order:
                 self.order.append(node.id)
             return _h("state", self.state_ids.get(node.id, "?"))

@@ -43,7 +43,7 @@ class RouteSource:
     functions: dict[str, str]        # role (init_state, coefficients, step) -> function name
     code: str
     states: tuple[str, ...]          # per-parameter state keys, in the step function's order
-    helpers: set[str]
+    helpers: set                     # the functions of optforge the code calls (copied into the file)
     varying: tuple[bool, ...]        # which coefficients change from step to step (depend on t or lr)
 
 

@@ -1,31 +1,42 @@
-"""Printing a compiled plan as Python, part 1: names, expression texts and the scalar side.
+"""Printing a compiled plan as Python, part 1: names and the scalar side.
 
 `Namer` keeps the rule's own names where Python allows them. `Scalars` decides where each scalar
-of the plan is computed: cheap arithmetic of hparams and `lr` (`1 - beta1`) is printed inline where
-it is used; everything that depends on `t` or calls a function becomes a named *coefficient*,
-computed once per parameter and step in plain Python floats (as torch computes its bias
-corrections), by the route's coefficient function. The tensor side is `dsl.codegen_tensor`.
+of the plan is computed: cheap arithmetic of hparams and `lr` (`1 - beta1`; a division only by a
+nonzero literal) is printed inline where it is used; everything that depends on `t`, divides or
+calls a function becomes a named *coefficient*, computed once per parameter and step in plain
+Python floats (as torch computes its bias corrections) by the route's coefficient function. Each
+scalar instruction is printed as its registry entry's scalar form (`dsl.primitives`): Python's
+own `+ - *`, `abs`, `math.tanh`, or one of optforge's IEEE functions (`_div`, `_pow`,
+`_scalar_sqrt`, ...) whose source the file carries, the very functions the interpreter runs,
+so an exported optimizer computes the interpreter's scalars in every case (x / 0 is inf). The
+tensor side is `dsl.codegen_tensor`.
 """
 
 from __future__ import annotations
 
 import keyword
+import operator
 from collections import Counter
-from dataclasses import dataclass
 
+from . import primitives, shell
+from .codetext import ATOM, NEG, Text, binary, call, return_line, unary_minus
 from .compiler import Instr, Plan
-from .errors import RuleError
 from .ir import INPUTS, Route
+from .primitives import instruction
+from .primitives.common import passthrough
 from .printer import format_number
+from .sourcecopy import defined_names
 
-ATOM, POW, NEG, MUL, ADD = 5, 4, 3, 2, 1
-_BINARY = {"add": ("+", ADD), "sub": ("-", ADD), "mul": ("*", MUL), "div": ("/", MUL), "pow": ("**", POW)}
-_CHEAP = ("add", "sub", "mul", "div", "neg")
+_CHEAP = ("add", "sub", "mul", "neg")
+_INFIX = {operator.add: "add", operator.sub: "sub", operator.mul: "mul"}
+_MODULES = (primitives.common, primitives.elementwise, primitives.kernels, primitives.operators,
+            primitives.reductions, primitives.scalars, primitives.structure, shell)
+# names the exported file defines or uses itself, which a rule's variables must not shadow
 FIXED_NAMES = frozenset({
     "abs", "bool", "dict", "enumerate", "float", "int", "isinstance", "len", "list", "max", "min", "range",
     "round", "super", "tuple", "zip", "ValueError", "TypeError", "torch", "math", "functools", "numbers",
-    "group", "params", "grads", "coefficients", "which", "row", "rows", "values", "i", "p", "dtype", "self",
-    "state", "closure", "loss"})
+    "collections", "group", "params", "grads", "coefficients", "which", "row", "rows", "values", "i", "p",
+    "dtype", "self", "state", "closure", "loss"}) | defined_names(*_MODULES)
 
 
 class Namer:
@@ -56,48 +67,6 @@ class Namer:
         return name
 
 
-@dataclass
-class Text:
-    """Printed Python for one value: its precedence, the variable whose buffer an in-place chain
-    writes into (if any), how many tensor operations it performs, and whether it is a tensor."""
-
-    text: str
-    prec: int = ATOM
-    root: str | None = None
-    ops: int = 0
-    tensor: bool = True
-
-
-def wrap(head: str, items: list[str], tail: str, width: int = 100) -> str:
-    """`head + ", ".join(items) + tail`, broken after commas (aligned under the first item) when
-    longer than `width`."""
-    line = head + ", ".join(items) + tail
-    if len(line) <= width or not items:
-        return line
-    indent = " " * len(head)
-    lines, current = [], head + items[0]
-    for k, item in enumerate(items[1:], start=2):
-        if len(current) + len(item) + 2 + (len(tail) if k == len(items) else 1) > width:
-            lines.append(current + ",")
-            current = indent + item
-        else:
-            current += ", " + item
-    return "\n".join(lines + [current + tail])
-
-
-def paren(t: Text, need: int, strict: bool = False) -> str:
-    return f"({t.text})" if t.prec < need or (strict and t.prec == need) else t.text
-
-
-def binary(op: str, a: Text, b: Text) -> Text:
-    sym, p = _BINARY[op]
-    if op == "pow":
-        left, right = paren(a, POW, strict=True), paren(b, NEG)
-    else:
-        left, right = paren(a, p), paren(b, p, strict=True)
-    return Text(f"{left} {sym} {right}", p, None, a.ops + b.ops + (a.tensor or b.tensor), a.tensor or b.tensor)
-
-
 class Scalars:
     """The scalar instructions of a plan: inline texts, coefficients and the coefficient function."""
 
@@ -105,12 +74,12 @@ class Scalars:
         self.plan, self.namer = plan, namer
         self.producer = {i.out: i for i in plan.scalar_instrs}
         self.load_name = {vid: name for name, vid in plan.loads.items()}
-        self.helpers: set[str] = set()
+        self.helpers: set = set()          # the functions the coefficient function calls
         self.uses: Counter = Counter()
         for ins in plan.scalar_instrs + plan.tensor_instrs:
-            for k, a in enumerate(ins.args):
+            for a in ins.args:
                 if isinstance(a, int) and a in plan.scalar_ids:
-                    self.uses[a] += 2 if ins.op in ("square", "normalize") or (ins.op == "clip" and k == 1) else 1
+                    self.uses[a] += 1
         used = list(dict.fromkeys(a for ins in plan.tensor_instrs for a in ins.args
                                   if isinstance(a, int) and a in plan.scalar_ids))
         self.inline = {a for a in used if a in self.producer and self._cheap(a)}
@@ -139,7 +108,8 @@ class Scalars:
 
     # -- classification ----------------------------------------------------------------------
     def _cheap(self, a, budget: list | None = None) -> bool:
-        """Arithmetic of hparams, lr and literals only, small enough to print where it is used."""
+        """Arithmetic of hparams, lr and literals only, small enough to print where it is used
+        (no division but by a nonzero literal: `_div` stays in the coefficient function)."""
         budget = [7] if budget is None else budget
         budget[0] -= 1
         if budget[0] < 0:
@@ -149,7 +119,8 @@ class Scalars:
         if a in self.load_name:
             return self.load_name[a] != "t"
         ins = self.producer[a]
-        return ins.op in _CHEAP and all(self._cheap(x, budget) for x in ins.args)
+        by_literal = ins.op == "div" and isinstance(ins.args[1], float) and ins.args[1] != 0
+        return (ins.op in _CHEAP or by_literal) and all(self._cheap(x, budget) for x in ins.args)
 
     def _reach(self, roots) -> set[int]:
         """The scalar values `roots` are computed from, themselves included."""
@@ -191,55 +162,48 @@ class Scalars:
         """A scalar operand: a literal, a name, or an inline expression (`inside`: within the
         coefficient function, where the bound values are names; `defining`: the one being defined)."""
         if not isinstance(a, int):
-            s = format_number(a)
-            return Text(s, NEG if s.startswith("-") else ATOM, tensor=False)
+            return _literal(format_number(a))
         if a in self.load_name:
-            return Text(self.namer.rule[self.load_name[a]], tensor=False)
+            return Text(self.namer.rule[self.load_name[a]], tensor=False, is_float=True)
         if a in self.names and (a in self.computed or inside) and a != defining:
-            return Text(self.names[a], tensor=False)
+            return Text(self.names[a], tensor=False, is_float=True)
         return self._expr(self.producer[a], inside)
 
     def _expr(self, ins: Instr, inside: bool, defining: int | None = None) -> Text:
         args = [self.text(x, inside, defining) for x in ins.args]
-        if ins.op == "pow" and not isinstance(ins.args[0], int):   # a float literal base: 2.0 ** t
-            args[0] = Text(repr(float(ins.args[0])), args[0].prec, tensor=False)
-        if ins.op in _BINARY:
-            return binary(ins.op, *args)
-        if ins.op == "neg":
-            return Text(f"-{paren(args[0], NEG)}", NEG, tensor=False)
-        return self._call(ins.op, args)
-
-    def _call(self, op: str, a: list[Text]) -> Text:
-        x = a[0].text
-        simple = {"abs": f"abs({x})", "sqrt": f"math.sqrt(abs({x}))", "rsqrt": f"1 / math.sqrt(abs({x}))",
-                  "exp": f"math.exp({x})", "log": f"math.log(abs({x}))", "tanh": f"math.tanh({x})",
-                  "norm": f"abs({x})", "rms": f"abs({x})", "maxabs": f"abs({x})", "global_norm": f"abs({x})",
-                  "aspect": "1.0", "sign": f"_sign({x})", "orthogonalize": f"_sign({x})"}
-        if op in simple:
-            self.helpers |= {"_sign"} if "_sign(" in simple[op] else set()
-            return Text(simple[op], MUL if op == "rsqrt" else ATOM, tensor=False)
-        if op in ("mean", "row_mean", "col_mean", "factored"):
-            return a[0]
-        if op == "square":
-            return Text(f"{paren(a[0], MUL)} * {paren(a[0], MUL, strict=True)}", MUL, tensor=False)
-        if op in ("max", "min"):
-            return Text(f"{op}({x}, {a[1].text})", tensor=False)
-        if op == "clip":
-            return Text(f"min(max({x}, -abs({a[1].text})), abs({a[1].text}))", tensor=False)
-        if op == "normalize":
-            return Text(f"{paren(a[0], MUL)} / max(abs({x}), 1e-30)", MUL, tensor=False)
-        if op in ("lerp", "trust_ratio"):
-            self.helpers.add(f"_scalar_{op}")
-            return Text(f"_scalar_{op}({', '.join(t.text for t in a)})", tensor=False)
-        raise RuleError(f"export does not support the primitive '{op}' on scalars")
+        if not any(t.is_float for t in args):     # literals only: 2.0 ** 3.0, so Python never computes in ints
+            args = [_literal(repr(float(x))) if not isinstance(x, int) else t for x, t in zip(ins.args, args)]
+        return scalar_text(ins.op, args)
 
     def function(self, name: str, update: str) -> str:
         """`name(group, t)`: the coefficients of one step, in the order `update` takes them."""
         lines = [f"def {name}(group, t):",
                  f'    """Scalars of step t as Python floats, in the order `{update}` takes them."""']
-        lines += [f'    {self.namer.rule[n]} = group["{n}"]' for n in self.loads]
+        lines += [f'    {self.namer.rule[n]} = float(group["{n}"])' for n in self.loads]
         for ins in self.plan.scalar_instrs:
             if ins.out in self.names:
-                lines.append(f"    {self.names[ins.out]} = {self.text(ins.out, True, ins.out).text}")
-        lines.append(wrap("    return ", self.coefficients, "," if len(self.coefficients) == 1 else ""))
+                text = self.text(ins.out, True, ins.out)
+                self.helpers |= text.needs
+                lines.append(f"    {self.names[ins.out]} = {text.text}")
+        lines.append(return_line(self.coefficients, tuple_of_one=True))
         return "\n".join(lines)
+
+
+def _literal(s: str) -> Text:
+    return Text(s, NEG if s.startswith("-") else ATOM, tensor=False)
+
+
+def scalar_text(op: str, a: list[Text]) -> Text:
+    """Scalar instruction `op` on printed operands: its registry entry's scalar form, printed as
+    Python's own operator or function, or as a call of optforge's (whose source the file carries)."""
+    fn = instruction(op).scalar
+    if fn in _INFIX:
+        return binary(_INFIX[fn], *a)
+    if fn is operator.neg:
+        return unary_minus(a[0])
+    if fn is passthrough:
+        return a[0]
+    if getattr(fn, "__module__", None) in ("builtins", "math"):
+        name = fn.__name__ if fn.__module__ == "builtins" else f"math.{fn.__name__}"
+        return call(name, a, tensor=False)
+    return call(fn, a, tensor=False)

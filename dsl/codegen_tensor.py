@@ -1,118 +1,35 @@
 """Printing a compiled plan as Python, part 2: the tensor instructions (see `dsl.codegen`).
 
-`render` is the table of torch calls: for each instruction the call `dsl.kernels.run_instr` makes
-for one tensor (`torch._foreach_add_(xs, ys, alpha=s)` becomes `x.add_(y, alpha=s)`), writing in
-place exactly where the interpreter does, so the exported optimizer rounds as `ProgramOptimizer`.
-`TensorCode` turns a route's instructions into the update function(s) and the step loop: a
-result that only the next instruction reads is chained into it, everything else gets a name (the
-rule's, or `denom` / `tmp`), and a name is reused only when the value it held is dead.
+Each instruction is printed by its registry entry's kernel (`dsl.primitives.kernels`): the torch
+call `run` makes for one tensor (`torch._foreach_add_(xs, ys, alpha=s)` becomes
+`x.add_(y, alpha=s)`), writing in place exactly where the interpreter does, so the exported
+optimizer rounds as `ProgramOptimizer`; an entry without a foreach form is a call of its own
+per-tensor function, whose source the file carries. `TensorCode` turns a route's instructions
+into the update function(s) and the step loop: a result that only the next instruction reads is
+chained into it, everything else gets a name (the rule's, or `denom` / `tmp`), and a name is
+reused only when the value it held is dead.
 """
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 
-from .codegen_scalars import ATOM, NEG, Namer, Scalars, Text, binary, paren, wrap
+from .codegen_scalars import Namer, Scalars
+from .codetext import ATOM, Text, call, return_line, wrap
 from .compiler import Instr, Plan
 from .errors import RuleError
-from .primitives import PRIMITIVES
-from .printer import format_number
-
-_UNARY = ("neg", "abs", "sign", "exp", "tanh")
-_NUMBER = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
-_HELPER_CALLS = {op: f"_{op}" for op in ("rms", "maxabs", "orthogonalize", "aspect", "row_mean", "col_mean",
-                                         "factored", "normalize", "trust_ratio")}
-
-
-def method(recv: Text, name: str, args: list[Text], **kw: Text) -> Text:
-    """`recv.name(args, k=v)`; an in-place method keeps recv's buffer (and its variable)."""
-    items = [a.text for a in args] + [f"{k}={v.text}" for k, v in kw.items()]
-    ops = recv.ops + sum(a.ops for a in args) + sum(v.ops for v in kw.values()) + 1
-    root = recv.root if name.endswith("_") else None
-    return Text(f"{paren(recv, ATOM)}.{name}({', '.join(items)})", ATOM, root, ops)
-
-
-def call(fn: str, args: list[Text], **kw: Text) -> Text:
-    items = [a.text for a in args] + [f"{k}={v.text}" for k, v in kw.items()]
-    return Text(f"{fn}({', '.join(items)})", ATOM, None, sum(a.ops for a in args) + 1)
+from .primitives import instruction
 
 
 def written(ins: Instr, dest: int | None, tensor: list[bool]) -> int | None:
-    """The argument whose buffer `ins` overwrites, as `run_instr` does it (None: a fresh result)."""
-    op = ins.op
-    if dest is None:
-        return None
-    if op in ("add", "sub", "mul", "div", "pow", "max", "min"):
-        if tensor[0] and tensor[1]:
-            return dest if dest == 0 or op in ("add", "mul", "max", "min") else None
-        if tensor[0]:
-            return 0 if dest == 0 else None
-        return 1 if dest == 1 and op in ("add", "mul", "max", "min", "sub") else None
-    if op in ("axpy", "addcmul", "addcdiv", "square", "sqrt", "log") or op in _UNARY:
-        return 0 if dest == 0 else None
-    if op == "lerp":
-        return 0 if dest == 0 and tensor[0] and tensor[1] else None
-    return None
+    """The argument whose buffer `ins` overwrites, as the interpreter runs it (None: a fresh result)."""
+    return instruction(ins.op).kernel.writes(dest, tensor)
 
 
-def render(ins: Instr, a: list[Text], dest: int | None, nonneg: bool) -> tuple[Text, int | None, set[str]]:
-    """(text, receiver position, helpers used) of one instruction with printed arguments `a`."""
-    op, w = ins.op, written(ins, dest, [t.tensor for t in a])
-    if op in ("max", "min"):
-        fn = "torch.maximum" if op == "max" else "torch.minimum"
-        clamp = "clamp_min" if op == "max" else "clamp_max"
-        if a[0].tensor and a[1].tensor:
-            if w is not None:     # torch._foreach_maximum_(xs, ys): out= the dead buffer
-                x, y = (a[0], a[1]) if w == 0 else (a[1], a[0])
-                return Text(f"{fn}({x.text}, {y.text}, out={x.text})", ATOM, x.root, x.ops + y.ops + 1), None, set()
-            return call(fn, a), None, set()
-        x, s = (a[0], a[1]) if a[0].tensor else (a[1], a[0])
-        return method(x, clamp + ("_" if w is not None else ""), [s]), (0 if a[0].tensor else 1), set()
-    if op in ("add", "sub", "mul", "div", "pow"):
-        if w is not None:
-            recv, other = a[w], a[1 - w]
-            if op == "sub" and w == 1:   # s - x in place: -x + s
-                return method(method(recv, "neg_", []), "add_", [other]), 1, set()
-            return method(recv, op + "_", [other]), w, set()
-        if op == "div" and not a[0].tensor:
-            return call("_rdiv", a), None, {"_rdiv"}
-        return binary(op, a[0], a[1]), None, set()
-    if op == "axpy":
-        return method(a[0], "add_" if w == 0 else "add", [a[1]], alpha=a[2]), 0, set()
-    if op in ("addcmul", "addcdiv"):
-        kw = {} if a[3].text == "1" else {"value": a[3]}
-        return method(a[0], op + ("_" if w == 0 else ""), a[1:3], **kw), 0, set()
-    if op in _UNARY:
-        if op == "neg" and w is None:
-            return Text(f"-{paren(a[0], NEG)}", NEG, None, a[0].ops + 1), None, set()
-        return method(a[0], op + ("_" if w == 0 else ""), []), 0, set()
-    if op == "square":
-        return method(a[0], "square_" if w == 0 else "square", []), 0, set()
-    if op in ("sqrt", "log"):
-        if nonneg:
-            return method(a[0], op + ("_" if w == 0 else ""), []), 0, set()
-        return method(method(a[0], "abs_" if w == 0 else "abs", []), op + "_", []), 0, set()
-    if op == "lerp":
-        if a[0].tensor and a[1].tensor:
-            return (method(a[0], "lerp_", a[1:]), 0, set()) if w == 0 else (call("torch.lerp", a), None, set())
-        return call("_lerp", a), None, {"_lerp"}
-    if op == "rsqrt":
-        return method(method(a[0], "abs", []), "rsqrt_", []), 0, set()
-    if op == "clip":
-        if a[0].tensor and not a[1].tensor:
-            c = format_number(abs(float(a[1].text))) if _NUMBER.fullmatch(a[1].text) else f"abs({a[1].text})"
-            return method(a[0], "clamp", [Text(f"-{c}", NEG), Text(c)]), 0, set()
-        return call("_clip", a), None, {"_clip"}
-    if op == "mean":
-        return method(a[0], "mean", []), 0, set()
-    if op == "norm":
-        return call("torch.linalg.vector_norm", a), None, set()
-    if op in _HELPER_CALLS:
-        if op == "orthogonalize" and not a[0].tensor:
-            raise RuleError("export does not support orthogonalize of a scalar with a tensor step count")
-        return call(_HELPER_CALLS[op], a), None, {_HELPER_CALLS[op]}
-    raise RuleError(f"export does not support the primitive '{op}' yet")
+def render(ins: Instr, a: list[Text], dest: int | None, nonneg: bool) -> tuple[Text, int | None]:
+    """(text, receiver position) of one instruction with printed arguments `a`."""
+    entry = instruction(ins.op)
+    return entry.kernel.emit(a, entry.kernel.writes(dest, [t.tensor for t in a]), nonneg, entry)
 
 
 class TensorCode:
@@ -124,8 +41,7 @@ class TensorCode:
         self.helpers: set[str] = set()
         self.load_name = {vid: name for name, vid in plan.loads.items()}
         self.outputs = {v for v in [plan.update, *plan.state_out.values()] if isinstance(v, int)}
-        self.group = [k for k, ins in enumerate(self.instrs) if PRIMITIVES.get(ins.op) is not None
-                      and PRIMITIVES[ins.op].kind == "group"]
+        self.group = [k for k, ins in enumerate(self.instrs) if instruction(ins.op).kind == "group"]
         bounds = [-1, *self.group, len(self.instrs)]
         phases = [range(lo + 1, hi) for lo, hi in zip(bounds, bounds[1:])]
         # an empty phase (a reduction right at the start, or two in a row) has no function
@@ -205,8 +121,8 @@ class TensorCode:
                     args.append(Text(self.var[x], ATOM, self.var[x]))
                 else:
                     args.append(self.scalars.text(x))
-            text, _, helpers = render(ins, args, self.dests.get(k), self._nonneg(ins))
-            self.helpers |= helpers
+            text, _ = render(ins, args, self.dests.get(k), self._nonneg(ins))
+            self.helpers |= text.needs
             if self._inlinable(k, ins.out, text, phase, keep):
                 pending = (ins.out, text)
                 continue
@@ -221,7 +137,7 @@ class TensorCode:
                                                     for s in self.plan.states]
         else:
             outs = [self.var[v] for v in self.carries[n]]
-        ret = wrap("    return ", outs, "," if len(outs) == 1 and not last else "").strip()
+        ret = return_line(outs, tuple_of_one=not last).strip()
         doc = self._doc(n, last)
         body = [f"    {ln}" for ln in lines] + [f"    {ret}"]
         head = wrap(f"def {fname}(", self.params(n, states), "):")
@@ -255,7 +171,7 @@ class TensorCode:
             return False      # `out=` names its buffer twice
         probe = [Text(f"__{j}", ATOM, f"__{j}") if self._tensor(x) else self.scalars.text(x)
                  for j, x in enumerate(nxt.args)]
-        _, recv, _ = render(nxt, probe, self.dests.get(k + 1), self._nonneg(nxt))
+        _, recv = render(nxt, probe, self.dests.get(k + 1), self._nonneg(nxt))
         if recv == cons[0][1]:
             return True
         return text.ops <= 1 and len(text.text) <= 40
@@ -313,9 +229,10 @@ class TensorCode:
             for k in self.group:               # the reductions this phase needs, over all parameters
                 if k < phase.start and k not in done:
                     done.add(k)
-                    items = self._group_items(self.instrs[k].args[0], k, lists)
-                    lines.append(f"    {self.group_names[self.instrs[k].out]} = _global_norm({items})")
-                    self.helpers.add("_global_norm")
+                    items = Text(self._group_items(self.instrs[k].args[0], k, lists))
+                    reduced = call(instruction(self.instrs[k].op).fn, [items])      # one value per tensor
+                    lines.append(f"    {self.group_names[self.instrs[k].out]} = {reduced.text}[0]")
+                    self.helpers |= reduced.needs
             fname = f"{update}_{n + 1}"
             carried = [f"*carry{m + 1}[i]" for m in range(n) if self.carries[m]]
             groups = [self.group_names[self.instrs[k].out] for k in self.group if k < phase.start]

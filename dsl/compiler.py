@@ -6,7 +6,8 @@ Lowering does the work that must not happen on every step:
 - every value gets a kind: *scalar* (depends only on hparams, `t`, `lr` and literals: computed as
   a Python float once per group and step, exactly as torch computes its bias corrections) or
   *tensor* (one tensor per parameter, run foreach-style across the group);
-- a sign analysis proves which values are >= 0, so protected `sqrt(|x|)` skips the `abs` pass;
+- a sign analysis proves which values are >= 0 (each entry's sign rule in `dsl.primitives`), so
+  protected `sqrt(|x|)` skips the `abs` pass;
 - `x + s*y`, `x + s*y*z` and `x + y/z` fuse into single foreach kernels (axpy, addcmul, addcdiv);
 - liveness: the last instruction that reads each value, so the interpreter can write results
   into buffers that are dead (in place) instead of allocating.
@@ -19,12 +20,10 @@ from dataclasses import dataclass, field
 
 from .errors import RuleValidationError
 from .ir import INPUTS, OUTPUT, BinOp, Call, Expr, Name, Neg, Num, Route
-from .primitives import PRIMITIVES
+from .primitives import OPERATORS, PRIMITIVES, instruction
 
-OPERATORS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
-ARITH = ("add", "sub", "mul", "div", "pow", "neg")
-COMMUTATIVE = {"add", "mul", "max", "min"}
-FUSED = ("axpy", "addcmul", "addcdiv")
+INFIX_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
+COMMUTATIVE = frozenset(n for table in (OPERATORS, PRIMITIVES) for n, e in table.items() if e.commutative)
 TENSOR_INPUTS = ("g", "w", "h")
 
 Operand = "int | float"   # a value id, or a literal float constant
@@ -118,12 +117,11 @@ class _Lowering:
         if isinstance(e, Neg):
             return self._emit("neg", (self._expr(e.operand, env),))
         if isinstance(e, BinOp):
-            return self._emit(OPERATORS[e.op], (self._expr(e.left, env), self._expr(e.right, env)))
+            return self._emit(INFIX_OPS[e.op], (self._expr(e.left, env), self._expr(e.right, env)))
         assert isinstance(e, Call)
         args = tuple(self._expr(a, env) for a in e.args)
-        if e.fn == "pow":  # the protected primitive |x| ** y; op "pow" is the plain operator `**`
-            return self._emit("pow", (self._emit("abs", args[:1]), args[1]))
-        return self._emit(e.fn, args)
+        lower = PRIMITIVES[e.fn].lower
+        return lower(self._emit, *args) if lower is not None else self._emit(e.fn, args)
 
     def _emit(self, op: str, args: tuple) -> int:
         key_args = args
@@ -134,10 +132,9 @@ class _Lowering:
         if key in self.memo:
             return self.memo[key]
         out = self._new()
-        prim = _primitive(op)
         scalar = all(isinstance(a, float) or a in self.scalar for a in args)
-        instr = Instr(op, args, out, scalar=scalar, fresh=prim.fresh if prim else True)
-        instr.nonneg = self._proves_nonneg(op, args, prim)
+        instr = Instr(op, args, out, scalar=scalar, fresh=instruction(op).fresh)
+        instr.nonneg = self._proves_nonneg(op, args)
         if scalar:
             self.scalar.add(out)
         if instr.nonneg:
@@ -149,26 +146,8 @@ class _Lowering:
     def _is_nonneg(self, a) -> bool:
         return a >= 0 if isinstance(a, float) else a in self.nonneg
 
-    def _proves_nonneg(self, op: str, args: tuple, prim) -> bool:
-        if prim is not None and prim.nonneg:
-            return True
-        if op == "pow" and all(self._is_nonneg(a) for a in args):  # (-0.0) ** -1 is -inf: both needed
-            return True
-        if op in ("add", "mul", "div", "max") and all(self._is_nonneg(a) for a in args):
-            return True
-        if op == "max" and any(self._is_nonneg(a) for a in args):
-            return True
-        if op == "mul" and len(args) == 2 and args[0] == args[1] and not isinstance(args[0], float):
-            return True
-        if op == "min" and all(self._is_nonneg(a) for a in args):
-            return True
-        if op == "lerp":
-            a, b, w = args
-            w_unit = isinstance(w, float) and 0.0 <= w <= 1.0
-            return w_unit and self._is_nonneg(a) and self._is_nonneg(b)
-        if op == "pow" and isinstance(args[1], float) and args[1] == 2.0:
-            return True
-        return False
+    def _proves_nonneg(self, op: str, args: tuple) -> bool:
+        return instruction(op).proves_nonneg(self._is_nonneg, args)
 
     # -- whole-plan passes --------------------------------------------------------------
     def _finish(self, update, states: list[str], state_out: dict) -> Plan:
@@ -178,7 +157,7 @@ class _Lowering:
         while True:
             self.nonneg = {self.loads[s] for s in candidates} | {self.loads[n] for n in ("t", "lr") if n in self.loads}
             for ins in self.instrs:
-                ins.nonneg = self._proves_nonneg(ins.op, ins.args, _primitive(ins.op))
+                ins.nonneg = self._proves_nonneg(ins.op, ins.args)
                 if ins.nonneg:
                     self.nonneg.add(ins.out)
             bad = {s for s in candidates if not self._is_nonneg(state_out[s])}
@@ -224,11 +203,6 @@ class _Lowering:
                 if isinstance(nxt, int):
                     stack.append(nxt)
         return live
-
-
-def _primitive(op: str):
-    """The registry entry behind instruction `op` (None for operators: `pow` is `**` here)."""
-    return None if op in ARITH else PRIMITIVES.get(op)
 
 
 def _outputs(update, state_out) -> set[int]:

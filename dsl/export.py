@@ -5,19 +5,23 @@
     source = export_source(load_rule("builtin:adamw"), class_name="AdamW",
                            provenance={"source": "builtin:adamw"})
 
-The file has three layers (the shape of KellerJordan/Muon): helper tensor functions for the
-primitives the rule uses (`_newton_schulz` only when it orthogonalizes), one set of plain
-functions per route printed from the compiled plan by `dsl.codegen`, and a thin Optimizer class
-(`dsl.export_class`) that only does bookkeeping: hparams as keyword arguments (validated;
-ValueError names the argument), param groups that override any of them, lazily created state
-(float32 for bf16/fp16 parameters), closures, state_dict round trips, routing (`matrix` for
-parameters with two or more axes when the rule has that route, overridable per group), and
-`fused=True`, which runs each step through `torch.compile` of the route's step function.
+The file is made of real code, not templates (the shape of KellerJordan/Muon: tensor functions,
+update functions, a thin Optimizer class):
+- the optimizer shell `dsl.shell`, copied whole: `RuleOptimizer`, the bookkeeping that
+  `ProgramOptimizer` runs too (hparams validated, ValueError naming the argument; param groups
+  that override any of them; lazily created state, float32 for bf16/fp16 parameters; step counts;
+  closures; state_dict round trips; routing: `matrix` for parameters with two or more axes when
+  the rule has that route, overridable per group; curvature when the rule reads h; `fused=True`,
+  which runs each step through `torch.compile` of the route's step function);
+- the primitives' functions the rule calls and the IEEE scalar functions (`_div`, `_pow`, ...),
+  copied from `dsl.primitives` with what they use (`dsl.sourcecopy`): the interpreter's code;
+- one set of plain functions per route, printed from the compiled plan by `dsl.codegen`;
+- the route table and the class (`dsl.export_class`): the rule's hparams as keyword defaults.
 
 The step counter and torch.compile. Each parameter's step count is a Python int in its state (as
 in Keller Jordan's Muon), so in eager mode the scalars of a step (bias corrections and the like)
 are exact Python floats, bit for bit those of `ProgramOptimizer`. Under torch.compile dynamo
-turns the changing int into a symbolic value after its first change, and the class hands the
+turns the changing int into a symbolic value after its first change, and the shell hands the
 coefficients that change from step to step (anything of t or lr) to the step function as 0-d
 tensors, which stay graph inputs; a float used as `alpha=` would be baked into the graph and
 recompiled at every new value. So a compiled training step compiles the optimizer three times
@@ -35,13 +39,16 @@ from __future__ import annotations
 import keyword
 import re
 
+from . import shell
 from .analysis import eliminate_dead_code
 from .codegen import RouteSource, route_source
+from .codegen_scalars import FIXED_NAMES
 from .errors import RuleValidationError
-from .export_class import class_source, escape_doc
-from .export_helpers import CONSTANTS, HELPERS, closure
+from .export_class import class_source, escape_doc, route_table
 from .ir import Program
+from .primitives import OPERATORS, PRIMITIVES
 from .printer import to_text
+from .sourcecopy import ALLOWED_MODULES, closure, module_body
 
 CLASS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 RESERVED_HPARAMS = frozenset({"self", "params", "fused", "route", "defaults", "super", "step"})
@@ -49,8 +56,7 @@ RESERVED_HPARAMS = frozenset({"self", "params", "fused", "route", "defaults", "s
 
 def check_class_name(name: str) -> None:
     """ValueError unless `name` can name the exported class."""
-    if not isinstance(name, str) or not CLASS_NAME.match(name) or keyword.iskeyword(name) \
-            or name in ("torch", "math", "functools", "numbers", "collections"):
+    if not isinstance(name, str) or not CLASS_NAME.match(name) or keyword.iskeyword(name) or name in FIXED_NAMES:
         raise ValueError(f"invalid class name {name!r}: use a Python identifier that starts with a letter")
 
 
@@ -59,30 +65,33 @@ def export_source(program: Program, class_name: str = "Found", provenance: dict 
     check_class_name(class_name)
     program = eliminate_dead_code(program)
     for name in program.hparams:
-        if name in RESERVED_HPARAMS:
+        if name in RESERVED_HPARAMS or keyword.iskeyword(name) or keyword.issoftkeyword(name):
             raise RuleValidationError(f"hparam '{name}' cannot be exported: the optimizer uses that name itself")
     multi = len(program.routes) > 1
     routes = [route_source(r, program.hparams, f"_{r.name}" if multi else "") for r in program.routes]
     for r in routes:
         if "step" in r.states:
             raise RuleValidationError("a state named 'step' cannot be exported: it is the step counter's key")
-    needed = set().union(*(r.helpers for r in routes))
-    constants, helpers = closure(needed)
-    parts = [_docstring(program, class_name, provenance, routes), _imports(),
-             f'__all__ = ["{class_name}"]\n\n_LOW_PRECISION = (torch.float16, torch.bfloat16)'
-             "  # stepped in float32, with float32 state"]
-    if constants:
-        parts.append("\n".join(CONSTANTS[c] for c in constants))
-    parts += [HELPERS[h].source.strip() for h in helpers]
+    docs = {e.fn: e.doc if e.doc.startswith(e.name + "(") else f"{e.signature}: {e.doc}"
+            for table in (PRIMITIVES, OPERATORS) for e in table.values()}
+    constants, helpers = closure(set().union(*(r.helpers for r in routes)), docs)
+    parts = [_docstring(program, class_name, provenance, routes), _imports(), f'__all__ = ["{class_name}"]',
+             module_body(shell)]
+    if constants or helpers:
+        parts.append("# The primitives' own functions (optforge's dsl.primitives), as the interpreter runs them:\n"
+                     "# `bd` counts leading ensemble axes (none here); `_scalar_*`, `_div` and `_pow` are the\n"
+                     "# Python-float forms, with IEEE results (x / 0 is inf) where Python would raise.")
+        parts[-1] += "\n\n" + "\n".join(constants) if constants else ""
+    parts += helpers
     parts += [r.code for r in routes]
-    parts.append(class_source(program, class_name, routes))
+    parts += [route_table(routes), class_source(program, class_name, routes)]
     source = "\n\n\n".join(p.strip("\n") for p in parts) + "\n"
     compile(source, f"<export of {class_name}>", "exec")      # our own output: a generator bug fails here
     return source
 
 
 def _imports() -> str:
-    stdlib = ["collections", "functools", "math", "numbers"]
+    stdlib = sorted(ALLOWED_MODULES - {"torch"})
     return "from __future__ import annotations\n\n" + "\n".join(f"import {m}" for m in stdlib) + "\n\nimport torch"
 
 

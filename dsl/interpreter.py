@@ -1,61 +1,45 @@
 """Run a compiled plan on real (or meta) tensors.
 
 `execute` evaluates the scalar part of a plan in Python floats (as torch does for bias
-corrections), then every tensor instruction across the whole group. `specialize` prepares a
-plan for one set of parameter shapes: it discovers the shapes state settles to (state starts
-as a broadcasting zero, so Adafactor's row/column factors get their own shapes), and decides
-which instructions may overwrite a dead argument's buffer instead of allocating.
+corrections) with each instruction's registry scalar form (IEEE results: x / 0 is inf, never an
+exception; the exported optimizers run the same functions), then every tensor instruction across
+the whole group with its entry's foreach kernel (`dsl.primitives.kernels`), or its per-tensor
+function where the kernel does not cover the case. `specialize` prepares a plan for one set of
+parameter shapes: it discovers the shapes state settles to (state starts as a broadcasting zero,
+so Adafactor's row/column factors get their own shapes), and decides which instructions may
+overwrite a dead argument's buffer instead of allocating (where the entry's kernel writes).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from .compiler import COMMUTATIVE, Plan
+from .compiler import Plan
 from .errors import RuleRuntimeError, RuleValidationError
-from .kernels import run_instr
-from .primitives import PRIMITIVES, call_scalar
+from .primitives import instruction
 
 MAX_SHAPE_ROUNDS = 8
-_INPLACE_OPS = {"add", "sub", "mul", "div", "pow", "max", "min", "neg", "abs", "sign", "exp", "tanh", "square",
-                "sqrt", "log", "lerp", "axpy", "addcmul", "addcdiv"}
 
 
-# -- scalars --------------------------------------------------------------------------------
-def _div(a: float, b: float) -> float:
-    try:
-        return a / b
-    except ZeroDivisionError:
-        if a != a or a == 0:
-            return math.nan
-        return math.copysign(math.inf, a) * math.copysign(1.0, b)
-
-
-def _pow(a: float, b: float) -> float:
-    try:
-        r = a ** b
-    except (ZeroDivisionError, OverflowError):  # 0 ** -1, (-10) ** 1001: torch's answer, sign included
-        return float(torch.pow(torch.tensor(a, dtype=torch.float64), b))
-    if isinstance(r, complex):
-        return math.nan
-    return r
-
-
-def _mul(a: float, b: float) -> float:
-    return a * b
-
-
-SCALAR_OPS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": _mul, "div": _div, "pow": _pow,
-              "neg": lambda a: -a}
-
-
+# -- one instruction ------------------------------------------------------------------------
 def eval_scalar(op: str, args: list[float]) -> float:
-    if op in SCALAR_OPS:
-        return float(SCALAR_OPS[op](*args))
-    return call_scalar(PRIMITIVES[op], args)
+    """A scalar instruction on Python floats: the entry's scalar form (IEEE, never raises)."""
+    return float(instruction(op).scalar(*args))
+
+
+def run_instr(op: str, args: list, dest: int | None, bd: int, nonneg_arg: bool, n: int) -> list:
+    """A tensor instruction on list/float arguments (one list entry per parameter): the entry's
+    foreach kernel, else its per-tensor function; returns a list of n tensors."""
+    entry = instruction(op)
+    out = entry.kernel.run(args, dest, nonneg_arg, n)
+    if out is not None:
+        return out
+    if entry.kind == "group":
+        return entry.fn(args[0], bd)
+    lists = [a if isinstance(a, list) else None for a in args]
+    return [entry.fn(*[lst[i] if lst is not None else a for lst, a in zip(lists, args)], bd=bd) for i in range(n)]
 
 
 # -- execution ------------------------------------------------------------------------------
@@ -95,8 +79,7 @@ def execute(plan: Plan, *, g: list, w: list, h: list | None, states: dict[str, l
     for idx, ins in enumerate(plan.tensor_instrs):
         args = [vals[a] if isinstance(a, int) else a for a in ins.args]
         first = ins.args[0]
-        out = run_instr(ins.op, args, dests.get(idx), bd, isinstance(first, int) and first in nonneg, n)
-        vals[ins.out] = out if type(out) is list else list(out)  # foreach ops return tuples
+        vals[ins.out] = run_instr(ins.op, args, dests.get(idx), bd, isinstance(first, int) and first in nonneg, n)
     update = vals[plan.update] if isinstance(plan.update, int) else plan.update
     new_states = {}
     for s, vid in plan.state_out.items():
@@ -112,27 +95,26 @@ def _meta_like(shape, dtype) -> torch.Tensor:
 
 
 def specialize(plan: Plan, shapes: list[torch.Size], dtype: torch.dtype, *, bd: int = 0,
-               lr_tensor: bool = False, hparams: dict[str, float]) -> Spec:
-    """Discover settled state shapes and safe in-place writes for parameters of `shapes`."""
+               lr_tensor: bool = False, hparams: dict[str, float], settled: list[dict] | None = None) -> Spec:
+    """Discover settled state shapes and safe in-place writes for parameters of `shapes`. State
+    shapes of one parameter do not depend on the others': `settled` (per parameter, state ->
+    shape, from an earlier specialization) skips the rounds that find them."""
     n = len(shapes)
     g = [_meta_like(s, dtype) for s in shapes]
     w = [_meta_like(s, dtype) for s in shapes]
     h = [_meta_like(s, dtype) for s in shapes]
     lr = [_meta_like(tuple(s[:bd]) + (1,) * (len(s) - bd), dtype) for s in shapes] if lr_tensor else 1.0
-    states = {s: [_meta_like((), dtype) for _ in shapes] for s in plan.states}
+    states = {s: [_meta_like(settled[i][s] if settled else (), dtype) for i in range(n)] for s in plan.states}
     try:
         for _ in range(MAX_SHAPE_ROUNDS):
             update, new_states, vals = execute(plan, g=g, w=w, h=h, states=states, t=1.0, lr=lr, hparams=hparams,
                                                bd=bd, record=True)
-            settled = all(_shapes(new_states[s]) == _shapes(states[s]) for s in plan.states)
+            if all(_shapes(new_states[s]) == _shapes(states[s]) for s in plan.states):
+                break                   # this round ran on the settled shapes: its values are the spec's
             states = {s: [_meta_like(x.shape, dtype) for x in new_states[s]] for s in plan.states}
-            if settled:
-                break
         else:
             raise RuleValidationError(f"route '{plan.route}': state shapes do not settle "
                                       f"after {MAX_SHAPE_ROUNDS} steps")
-        update, new_states, vals = execute(plan, g=g, w=w, h=h, states=states, t=1.0, lr=lr, hparams=hparams,
-                                           bd=bd, record=True)
     except RuleValidationError:
         raise
     except (RuntimeError, TypeError, ValueError, IndexError, ArithmeticError) as exc:
@@ -167,14 +149,11 @@ def _choose_dests(plan: Plan, vals: list, n: int) -> dict[int, int]:
     for idx, ins in enumerate(plan.tensor_instrs):
         out = vals[ins.out]
         choice = None
-        if ins.op in _INPLACE_OPS and isinstance(out, list):
-            positions = [0, 1] if ins.op in COMMUTATIVE or (ins.op == "sub" and _is_scalar(vals, ins.args[0])) \
-                else [0]
-            for k in positions:
-                if k >= len(ins.args):
-                    continue
-                a = ins.args[k]
-                if not isinstance(a, int) or a not in owned or a in outputs:
+        if isinstance(out, list):
+            tensor = [isinstance(a, int) and isinstance(vals[a], list) for a in ins.args]
+            kernel = instruction(ins.op).kernel
+            for k, a in enumerate(ins.args):
+                if not tensor[k] or kernel.writes(k, tensor) != k or a not in owned or a in outputs:
                     continue
                 if plan.last_use.get(a) != idx or ins.args.count(a) > 1:
                     continue
@@ -190,10 +169,6 @@ def _choose_dests(plan: Plan, vals: list, n: int) -> dict[int, int]:
         elif ins.fresh and isinstance(out, list):
             owned.add(ins.out)
     return dests
-
-
-def _is_scalar(vals: list, a) -> bool:
-    return not isinstance(a, int) or not isinstance(vals[a], list)
 
 
 def _clones(plan: Plan, vals: list) -> frozenset[str]:

@@ -72,16 +72,17 @@ class Route:
 
 @dataclass(frozen=True)
 class Program:
-    """A rule: hparams (name, default) in declaration order, and its routes."""
+    """A rule: hparams (name, default) in declaration order, and its routes. A default written as
+    an integer is an int (printed and exported as one); everything computes with it as a float."""
 
-    hparam_items: tuple[tuple[str, float], ...]
+    hparam_items: tuple[tuple[str, float | int], ...]
     routes: tuple[Route, ...]
     doc: str = field(default="", compare=False)
     name: str | None = field(default=None, compare=False)
 
     # -- convenience views -------------------------------------------------------------
     @property
-    def hparams(self) -> dict[str, float]:
+    def hparams(self) -> dict[str, float | int]:
         """Hyperparameter defaults, name -> value, in declaration order."""
         return dict(self.hparam_items)
 

@@ -56,6 +56,8 @@ _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _HPARAMS_RE = re.compile(r"^(\s*)hparams\b(.*)$")
 _ROUTE_RE = re.compile(r"^\s*route\s+([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(#.*)?$")
 _NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\Z")
+_INT_RE = re.compile(r"[+-]?\d+\Z")
+MAX_EXACT_INT = 2 ** 53          # an integer hparam beyond this is kept a float (it is one to the interpreter)
 RESERVED = frozenset(INPUTS)
 # ProgramOptimizer's own param-group keys (besides `lr`, an input): an hparam may not shadow them.
 GROUP_KEYS = frozenset({"params", "route", "batch_dims"})
@@ -135,7 +137,7 @@ class _Parser:
 
     # -- top level ---------------------------------------------------------------------
     def program(self, name: str | None) -> Program:
-        hparams: dict[str, float] = {}
+        hparams: dict[str, float | int] = {}
         sections: list[tuple[str, list[tuple[int, int, str]]]] = [("default", [])]
         doc_lines: list[str] = []
         in_doc = True
@@ -182,8 +184,9 @@ class _Parser:
         validate(program)
         return program
 
-    def _hparams(self, text: str, lineno: int, col0: int, out: dict[str, float]) -> None:
-        """Parse `NAME=NUMBER ...`; `text` starts at 0-based column `col0` of the line."""
+    def _hparams(self, text: str, lineno: int, col0: int, out: dict[str, float | int]) -> None:
+        """Parse `NAME=NUMBER ...`; `text` starts at 0-based column `col0` of the line. A number
+        written as an integer stays an int; everything computes with it as a float."""
         body = text.split("#", 1)[0]
         pos = 0
         for token in body.split():
@@ -201,7 +204,8 @@ class _Parser:
             v = float(value)
             if not math.isfinite(v):
                 raise RuleSyntaxError(f"hparam '{key}' must be finite", line=lineno, col=col)
-            out[key] = v
+            # written as an integer (`ns_steps=5`): kept an int, so printed and exported as one
+            out[key] = int(value) if _INT_RE.match(value) and abs(v) <= MAX_EXACT_INT else v
             if len(out) > MAX_HPARAMS:
                 raise RuleSyntaxError(f"more than {MAX_HPARAMS} hparams", line=lineno, col=col)
 

@@ -1,8 +1,9 @@
 """IR -> canonical rule text.
 
 The printer emits the minimum parentheses that keep the tree intact, numbers in their shortest
-round-tripping form, one statement per line, and routes under `route NAME:` headers. For every
-program `parse(to_text(p)) == p`.
+round-tripping form (an hparam written as an integer stays one: `ns_steps=5`, `d=1.0`), one
+statement per line, and routes under `route NAME:` headers. For every program
+`parse(to_text(p)) == p`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ def format_number(v: float) -> str:
         s = str(int(v))
         return "-0.0" if v == 0 and math.copysign(1.0, v) < 0 else s
     return repr(v)
+
+
+def format_hparam(v: float | int) -> str:
+    """An hparam default: an int as written (`5`), a float always as a float (`1.0`, `0.001`)."""
+    if isinstance(v, int):
+        return str(v)
+    s = format_number(v)
+    return s if any(c in s for c in ".en") else s + ".0"
 
 
 def _prec(e: Expr) -> int:
@@ -77,7 +86,7 @@ def to_text(program: Program, *, doc: bool = True) -> str:
     if doc and program.doc:
         lines += [f"# {ln}".rstrip() for ln in program.doc.splitlines()]
     if program.hparam_items:
-        lines.append("hparams " + " ".join(f"{k}={format_number(v)}" for k, v in program.hparam_items))
+        lines.append("hparams " + " ".join(f"{k}={format_hparam(v)}" for k, v in program.hparam_items))
     routed = len(program.routes) > 1 or program.routes[0].name != "default"
     for route in program.routes:
         if routed:

@@ -24,6 +24,7 @@ from torch import nn
 
 from dsl.analysis import eliminate_dead_code
 from dsl.ir import Call, children
+from dsl.primitives import PRIMITIVES
 from evaluators import recipe as rc
 from evaluators.tasks import get_task
 from evaluators.tasks.layers import MemberLayer
@@ -42,7 +43,8 @@ def rule_batchable(rule) -> bool:
 
 
 def batches_exactly(rule) -> bool:
-    """Whether a stacked run equals the sequential runs to float rounding (<= 1e-5).
+    """Whether a stacked run equals the sequential runs to float rounding (<= 1e-5): whether every
+    primitive the rule calls says so in the registry (`Primitive.batches_exactly`).
 
     Not for rules that orthogonalize: their Newton-Schulz iteration runs in bfloat16, where one
     batched matmul rounds differently from E single ones (losses up to ~4e-4 apart on the tiny
@@ -50,7 +52,7 @@ def batches_exactly(rule) -> bool:
     """
     if isinstance(rule, TorchRule):
         return True
-    return not any(prim == "orthogonalize" for prim in _called_primitives(resolve_rule(rule)))
+    return all(PRIMITIVES[prim].batches_exactly for prim in _called_primitives(resolve_rule(rule)))
 
 
 def _called_primitives(program) -> set[str]:

@@ -23,7 +23,9 @@ Every result passes `dsl.parser.validate`, prints and parses back to an equal `P
 inputs, hparams and names assigned in its route, keeps ``update`` dependent on ``g`` and has at
 most ``max_statements`` statements per route (or the parent's count, if that was larger). Misses
 are redrawn (``MAX_TRIES``); after that a constant perturbation, always valid, is returned.
-Statements on the path to ``update`` are preferred, so most moves change what the rule computes.
+Statements on the path to ``update`` are preferred, so most moves change what the rule computes;
+operators and primitives are drawn by their registry weights (`dsl.primitives`: ``orthogonalize``,
+slow, is rare) and an optional argument takes one of its entry's constants.
 All randomness comes from the given `random.Random`: equal seeds give equal mutations. The
 expression and program edits the moves are made of, and random expressions, are in
 `search.program_edit`.

@@ -19,6 +19,7 @@ import random
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from dsl.compiler import INFIX_OPS
 from dsl.ir import (
     BINARY_OPS,
     INPUTS,
@@ -35,12 +36,12 @@ from dsl.ir import (
     children,
     names_read,
 )
-from dsl.primitives import PRIMITIVES
+from dsl.primitives import OPERATORS, PRIMITIVES
 
-PRIMITIVE_WEIGHTS = {"orthogonalize": 0.1}   # Newton–Schulz is slow: usable, not favoured
-OP_WEIGHTS = {"+": 3.0, "-": 2.0, "*": 3.0, "/": 2.0, "**": 0.5}
+# how often each operator / primitive is drawn, and the constants an optional argument takes:
+# facts of the registry entries (dsl.primitives: `weight`, `constants`)
+OP_WEIGHTS = {sym: OPERATORS[op].weight for sym, op in INFIX_OPS.items()}
 CONSTANTS = (0.5, 2.0, 1.0, 0.1, 0.9, 0.99, 0.999, 1e-8, 1e-3, 3.0)
-OPTIONAL_ARG_CONSTANTS = {"orthogonalize": (2.0, 3.0, 5.0), "factored": (1e-30, 1e-8)}
 INPUT_WEIGHTS = {"g": 4.0, "w": 1.0, "t": 0.5, "lr": 0.3, "h": 1.0}
 
 
@@ -180,15 +181,15 @@ class ExprSampler:
                 if PRIMITIVES[p].min_args <= arity <= PRIMITIVES[p].max_args and p != exclude]
 
     def pick(self, options: Sequence[str]) -> str:
-        """One of ``options`` (operators and primitives), by `OP_WEIGHTS` / `PRIMITIVE_WEIGHTS`."""
-        weights = [OP_WEIGHTS.get(o, PRIMITIVE_WEIGHTS.get(o, 1.0)) for o in options]
+        """One of ``options`` (operators and primitives), by their registry weights."""
+        weights = [OP_WEIGHTS[o] if o in OP_WEIGHTS else PRIMITIVES[o].weight for o in options]
         return self.rng.choices(options, weights)[0]
 
     def call(self, fn: str, args: list[Expr]) -> Call:
-        """A call of ``fn`` on ``args``; optional arguments, when drawn, are constants."""
+        """A call of ``fn`` on ``args``; optional arguments, when drawn, are constants (the entry's own)."""
         prim = PRIMITIVES[fn]
         while len(args) < prim.max_args and self.rng.random() < 0.2:
-            args.append(Num(self.rng.choice(OPTIONAL_ARG_CONSTANTS.get(fn, CONSTANTS))))
+            args.append(Num(self.rng.choice(prim.constants or CONSTANTS)))
         return Call(fn, tuple(args))
 
     def expr(self, readable: Sequence[tuple[str, float]], levels: int) -> Expr:

@@ -6,8 +6,9 @@ HELP = "list the primitives a rule may call, and the inputs it may read"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--kind", choices=["elementwise", "reduction", "group", "structure"],
-                   help="only primitives of this kind")
+    from dsl.primitives import KINDS
+
+    p.add_argument("--kind", choices=KINDS, help="only primitives of this kind")
 
 
 def run(args) -> int:

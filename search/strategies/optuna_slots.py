@@ -73,8 +73,7 @@ from populations.candidate import Candidate, Outcome
 
 NAMES: tuple[str, ...] = ("m", "v", "a", "b")
 ARITH: tuple[str, ...] = ("+", "-", "*", "/")
-DEFAULT_PRIMITIVES: tuple[str, ...] = ("sign", "sqrt", "rsqrt", "square", "abs", "tanh", "rms", "clip", "max",
-                                       "lerp")
+DEFAULT_PRIMITIVES: tuple[str, ...] = tuple(name for name, prim in PRIMITIVES.items() if prim.slot)   # registry `slot`
 CONST_RANGES: dict[str, tuple[float, float]] = {"lerp": (1e-4, 1.0), "scale": (1e-4, 100.0), "shift": (1e-12, 0.1),
                                                 "axpy": (1e-5, 1.0)}
 OBJECTIVES: tuple[str, ...] = ("fitness", "state_bytes", "wall_time_s")

@@ -39,8 +39,8 @@ def ns_numpy(G: np.ndarray, steps: int = 5) -> np.ndarray:
 
 def _orth(x, steps=5.0):
     x = np.asarray(x)
-    if x.ndim == 0:
-        return np.sign(x)
+    if x.ndim == 0:                       # a number: its sign, as torch.sign (0 at NaN)
+        return np.where(np.isnan(x), 0.0, np.sign(x))
     n = int(min(max(round(steps), 0), 20))
     m = x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1)
     return ns_numpy(m, n).reshape(x.shape)

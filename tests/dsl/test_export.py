@@ -41,6 +41,36 @@ def test_trajectory_equals_program_optimizer(name):
 
 
 @pytest.mark.parametrize("name", BUILTINS)
+def test_a_group_at_lr_0_steps_as_in_program_optimizer(name):
+    """A frozen group (or warmup from zero): scalars like 1 / (lr * sqrt(t)) are inf, not an error."""
+    a, b = params(), params()
+    opt_a = ProgramOptimizer([{"params": a[:2], "lr": 0.0}, {"params": a[2:]}], f"builtin:{name}", lr=0.01)
+    opt_b = exported_class(f"builtin:{name}")([{"params": b[:2], "lr": 0.0}, {"params": b[2:]}], lr=0.01)
+    gen = torch.Generator().manual_seed(9)
+    for _ in range(4):
+        for x, y in zip(a, b):
+            x.grad = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+            y.grad = x.grad.clone()
+        opt_a.step()
+        opt_b.step()
+        if load_rule(f"builtin:{name}").reads_curvature:
+            opt_a.update_curvature({p: p.grad.abs() for p in a})
+            opt_b.update_curvature({p: p.grad.abs() for p in b})
+    assert max_diff(a, b) <= 1e-12 and max_diff(a[:2], params()[:2]) == 0.0    # lr = 0: frozen
+
+
+def test_integer_hparams_stay_integers_in_the_signature():
+    source = exported_module("builtin:muon").__source__
+    assert "ns_steps=5," in source and "momentum=0.95" in source and "ns_steps=5.0" not in source
+    assert "d=1.0," in exported_module("builtin:adafactor").__source__        # written as a float: a float
+    cls = exported_class("builtin:muon")
+    for steps in (3, 3.0):                                                   # either kind is accepted
+        assert cls(params(), ns_steps=steps).defaults["ns_steps"] == steps
+    with pytest.raises(ValueError, match="ns_steps"):
+        cls(params(), ns_steps=True)
+
+
+@pytest.mark.parametrize("name", BUILTINS)
 def test_empty_parameters_step_as_in_program_optimizer(name):
     a, b, _, opt = run_side_by_side(f"builtin:{name}", steps=3, shapes=((0, 4), (3, 0), (5,)))
     assert max_diff(a, b) <= 1e-12 and opt.state[b[0]]["step"] == 3

@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+from ensemble_support import assert_stacked_equals_alone
 from torch import nn
 
 from dsl import ProgramOptimizer, RuleError, RuleRuntimeError, RuleValidationError, load_rule, parse
@@ -242,31 +243,11 @@ ENSEMBLE_RULES = {
 @pytest.mark.parametrize("case", sorted(ENSEMBLE_RULES))
 def test_batch_dims_with_tensor_lr_equals_separate_runs(case):
     rule = ENSEMBLE_RULES[case]
-    E, steps = 3, 5
-    shapes = [(8, 4), (4,), (3, 2, 5), ()]
     # Newton-Schulz runs in bf16 for float32 input: a batched and a single bf16 matmul may round
     # differently on other CPUs, so the orthogonalising rule is checked on its float64 path
     dtype = torch.float64 if "orthogonalize" in rule else torch.float32
-    lrs = torch.tensor([1e-2, 3e-3, 0.1], dtype=dtype)
-    gen = torch.Generator().manual_seed(3)
-    init = [torch.randn((E,) + s, generator=gen, dtype=dtype) for s in shapes]
-    grads = [[torch.randn((E,) + s, generator=gen, dtype=dtype) for s in shapes] for _ in range(steps)]
-    stacked = [nn.Parameter(x.clone()) for x in init]
     rule = load_rule(rule) if rule.startswith("builtin:") else parse(rule)
-    opt = ProgramOptimizer([{"params": stacked, "batch_dims": 1, "lr": lrs}], rule)
-    for k in range(steps):
-        for p, gk in zip(stacked, grads[k]):
-            p.grad = gk.clone()
-        opt.step()
-    for i in range(E):
-        members = [nn.Parameter(x[i].clone()) for x in init]
-        single = ProgramOptimizer(members, rule, lr=float(lrs[i]))
-        for k in range(steps):
-            for p, gk in zip(members, grads[k]):
-                p.grad = gk[i].clone()
-            single.step()
-        for p, q in zip(stacked, members):
-            torch.testing.assert_close(p.detach()[i], q.detach(), rtol=0, atol=1e-6)
+    assert_stacked_equals_alone(rule, [(8, 4), (4,), (3, 2, 5), ()], dtype, steps=5, seed=3, atol=1e-6)
 
 
 # -- validation ----------------------------------------------------------------------------------------

@@ -132,7 +132,9 @@ def test_random_bytes_raise_only_rule_errors(data):
     ("hparams a=1\r\nupdate = g * a\r\n", "hparams a=1\nupdate = g * a\n"),
     ("update = g * 0x10 + 1_000 * w", "update = g * 16 + 1000 * w\n"),
     ("update = g * 1e-400", "update = g * 0\n"),
-    ("hparams a=-1 b=+2 c=.5 d=5. e=1E+3 f=-0.0\nupdate = g", "hparams a=-1 b=2 c=0.5 d=5 e=1000 f=-0.0\nupdate = g\n"),
+    # an hparam written as an integer stays one, a float stays a float (`5.` is 5.0): printed so
+    ("hparams a=-1 b=+2 c=.5 d=5. e=1E+3 f=-0.0\nupdate = g",
+     "hparams a=-1 b=2 c=0.5 d=5.0 e=1000.0 f=-0.0\nupdate = g\n"),
     ("update = " + "(" * MAX_DEPTH + "g" + ")" * MAX_DEPTH, "update = g\n"),
     ("update = g" + "+1" * MAX_DEPTH, "update = g" + " + 1" * MAX_DEPTH + "\n"),
     ("update = " + "-" * MAX_DEPTH + "g", "update = " + "-(" * (MAX_DEPTH - 1) + "-g" + ")" * (MAX_DEPTH - 1) + "\n"),

@@ -144,3 +144,12 @@ def test_equality_ignores_positions_doc_and_name():
     b = parse("\n\n\nupdate   =   g", name="b")
     assert a == b and hash(a) == hash(b)
     assert a.routes[0].body[0].line == 2 and b.routes[0].body[0].line == 4
+
+
+def test_integer_hparams_stay_integers():
+    p = parse("hparams k=5 f=5.0 big=123456789012345678901234567890 e=2e3 n=-3\nupdate = g * k * f\n")
+    kinds = {k: type(v) for k, v in p.hparam_items}
+    assert kinds == {"k": int, "f": float, "big": float, "e": float, "n": int}
+    text = to_text(p)
+    assert text.startswith("hparams k=5 f=5.0 big=1.2345678901234568e+29 e=2000.0 n=-3\n")
+    assert parse(text) == p and [type(v) for _, v in parse(text).hparam_items] == list(kinds.values())
