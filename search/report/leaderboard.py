@@ -87,8 +87,16 @@ def winners(pop: Population) -> list[Entry]:
     return [e for e in pop.leaderboard() if e.validation and e.validation.get("winner")]
 
 
+def write_simplified(run_dir: Path, cid: str, simplification) -> Path:
+    """Record a winner's simplification (``search.simplify.simplify``'s result) where the report
+    and `export_winners` find it: ``RUN/simplified/ID.json``."""
+    from evaluators.results import write_json
+
+    return write_json(simplification.to_dict(), Path(run_dir) / "simplified" / f"{cid}.json")
+
+
 def simplified(run_dir: Path, cid: str) -> dict | None:
-    """``simplified/ID.json`` (``search.simplify.Simplification.to_dict``), if it was written."""
+    """``simplified/ID.json`` (`write_simplified`), if it was written."""
     path = Path(run_dir) / "simplified" / f"{cid}.json"
     try:
         return json.loads(path.read_text())

@@ -18,9 +18,10 @@ from dsl.loader import load_rule
 from dsl.parser import parse
 from dsl.printer import to_text
 from evaluators.evaluate import Settings, TaskPlan, evaluate
-from evaluators.results import write_json, write_results
+from evaluators.results import write_results
 from populations.candidate import Candidate, Outcome
 from populations.journal import Journal
+from search.report import write_simplified
 from search.simplify import simplify
 from search.validation import summarize
 
@@ -113,7 +114,7 @@ def build_run(run: Path, validated: bool = True, winner: bool = True) -> Path:
             result["winner"] = winner  # the tiny fixture decides nothing; the report must show it
             j.append("validated", id="c000003", result=result)
             simple = simplify(parse(FOUND), function_scorer(FOUND))
-            write_json(simple.to_dict(), run / "simplified" / "c000003.json")
+            write_simplified(run, "c000003", simple)
         j.append("end", trained=4)
     return run
 
