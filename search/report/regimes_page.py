@@ -2,7 +2,7 @@
 
 ``regimes.png``: rules (rows) by regime (columns: each level of each axis), the colour the
 rule's fitness against AdamW under that regime on a log scale centred at 1 (blue: better than
-AdamW, red: worse; from x0.5 to x2 the full scale), the value written in the cell, failed cells
+AdamW, red: worse; from x0.25 to x4 the full scale), the value written in the cell, failed cells
 grey. The page (sections ``run``, ``map``, ``table``, ``cells``) adds the same numbers as a
 table and every cell's per-task ratio, tuned lr and losses.
 """
@@ -31,9 +31,9 @@ def plot_regimes(results: dict, path: Path) -> str | None:
                         for c in columns] for r in rules], dtype=float)
     failed = values >= WORST_FITNESS
     logs = np.where(failed, 0.0, np.log2(np.clip(values, 1e-6, None)))
-    fig = Figure(figsize=(1.6 + 0.95 * len(columns), 1.4 + 0.55 * len(rules)))
+    fig = Figure(figsize=(max(6.5, 1.6 + 0.95 * len(columns)), 1.4 + 0.55 * len(rules)))
     ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_where(failed, logs), cmap="RdBu_r", vmin=-1, vmax=1,
+    image = ax.imshow(np.ma.masked_where(failed, logs), cmap="RdBu_r", vmin=-2, vmax=2,
                       aspect="auto")
     ax.imshow(np.ma.masked_where(~failed, np.ones_like(logs)), cmap="Greys", vmin=0, vmax=3,
               aspect="auto")
@@ -41,15 +41,15 @@ def plot_regimes(results: dict, path: Path) -> str | None:
         for j in range(len(columns)):
             text = "fail" if failed[i, j] else f"{values[i, j]:.2f}"
             ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                    color="white" if not failed[i, j] and abs(logs[i, j]) > 0.7 else "black")
+                    color="white" if not failed[i, j] and abs(logs[i, j]) > 1.3 else "black")
     ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(rules)), rules, fontsize=8)
     axis_of = [c.split(" ")[0] for c in columns]
     for j in range(1, len(columns)):
         if axis_of[j] != axis_of[j - 1]:
             ax.axvline(j - 0.5, color="black", lw=1.2)
-    bar = fig.colorbar(image, ax=ax, ticks=[-1, -0.5, 0, 0.5, 1])
-    bar.ax.set_yticklabels(["x0.5", "x0.71", "1 (AdamW)", "x1.41", "x2"], fontsize=7)
+    bar = fig.colorbar(image, ax=ax, ticks=[-2, -1, 0, 1, 2])
+    bar.ax.set_yticklabels(["x0.25", "x0.5", "1 (AdamW)", "x2", "x4"], fontsize=7)
     ax.set_title("fitness vs AdamW per regime (geometric mean over the axis's tasks; "
                  "blue = better than AdamW)", fontsize=9)
     fig.tight_layout()
