@@ -29,6 +29,7 @@ the task as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -159,7 +160,7 @@ def regime_map(candidate, baselines: Mapping, settings: Settings,
         changed = tuple(sorted((k, v) for k, v in overrides.items() if base.get(k) != v))
         key = (task, changed, steps)
         if key not in reports:
-            plan = Settings(**{**settings.__dict__, "tasks": (TaskPlan(task, steps),)})
+            plan = dataclasses.replace(settings, tasks=(TaskPlan(task, steps),))
             with train.task_settings({task: dict(changed)}):
                 reports[key] = evaluate(candidate, baselines, plan, runner=runner,
                                         progress=progress, cache={})

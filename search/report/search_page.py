@@ -97,7 +97,8 @@ def write_report(pop: Population, run_dir: Path, config, started: _dt.datetime,
             "leaderboard": [row(e) for e in pop.leaderboard()],
             "pareto_front": [e.id for e in pop.pareto_front()],
             "winners": [e.id for e in winners(pop)], "exported": exported,
-            "simplified": {e.id: s for e in pop.entries.values() if (s := simplified(run_dir, e.id))},
+            "simplified": {e.id: s for e in pop.entries.values()
+                           if e.validation and (s := simplified(run_dir, e.id))},
             "plots": [p for p in plots.values() if p], "wall_time_s": wall_time_s,
             "provenance": provenance(started)}
     write_json(data, run_dir / "results.json")
