@@ -103,6 +103,17 @@ def _tanh(x, bd=0):
     return torch.tanh(x)
 
 
+def _scalar_cos(x):
+    """cos(x) of a Python float: NaN at ±inf (math.cos raises)."""
+    return math.cos(x) if math.isfinite(x) else math.nan
+
+
+@primitive("cos", "x", "elementwise", "cosine (cos(pi * t / T): cosine schedules and restarts)", kernel=Unary("cos"),
+           scalar=_scalar_cos)
+def _cos(x, bd=0):
+    return torch.cos(x)
+
+
 def _scalar_max(a, b):
     """max(a, b) of Python floats, NaN-propagating as torch.maximum (a where they are equal)."""
     if a != a or b != b:

@@ -65,6 +65,7 @@ REF = {
     "exp": np.exp,
     "log": lambda x: np.log(np.abs(x)),
     "tanh": np.tanh,
+    "cos": np.cos,
     "clip": lambda x, c: np.minimum(np.maximum(x, -np.abs(c)), np.abs(c)),
     "max": np.maximum,
     "min": np.minimum,
