@@ -20,8 +20,9 @@ what the rule computes (same functional fingerprint) gets its samples without tr
 one that the validity gate refuses (``update`` no longer depends on ``g``) or that diverges
 is the largest effect there is: the rule cannot work without that part. Verdicts use
 ``alpha``: "carries the rule" (significantly worse without it), "better without it",
-"no significant effect". Ablation studies of optimizers do this by hand (e.g. Zhang et al. 2024,
-"Adam-mini", and Lion's §3 ablations); here it is one command, ``optforge ablate``.
+"no significant effect". Papers ablate an optimizer's parts by hand, one experiment per part;
+here it is one command, ``optforge ablate``, with the same protocol and statistics as every other
+comparison in optforge.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Automatic simplification of a rule: make it shorter while it is not significantly worse.
 
-Lion was found as a long program and simplified by hand (Chen et al. 2023, "Symbolic Discovery
-of Optimization Algorithms", §2.3: removing redundant statements and rounding constants kept
-the winner's quality); hero's search tests do the same automatically. Here it is a greedy local
-search over three kinds of edit, tried in this order on the current program:
+Lion was found as a longer program and simplified by hand into the rule that was published
+(Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms": redundant statements removed,
+constants rounded, the quality kept). Here it is automatic: a greedy local search over three
+kinds of edit, tried in this order on the current program:
 
 1. **drop a statement** (the name then keeps its earlier value, or zero for state);
 2. **replace a sub-expression by one of its arguments** (``m / (sqrt(v) + eps)`` ->

@@ -203,9 +203,9 @@ def _one_validated(e: Entry, run_dir: Path, results: dict | None) -> str:
         out.append(h.para("No simplified form was recorded for this rule.", "note"))
     export = run_dir / "winners" / f"{e.id}.py"
     if export.is_file():
-        out.append(h.details(f"exported optimizer winners/{e.id}.py",
-                             h.para("") + h.link(f"winners/{e.id}.py", f"winners/{e.id}.py (file)")
-                             + h.code(export.read_text())))
+        out.append(h.details(f"exported optimizer winners/{e.id}.py (winners only)",
+                             f"<p>{h.link(f'winners/{e.id}.py', f'winners/{e.id}.py')} (beside "
+                             f"this report)</p>" + h.code(export.read_text())))
     if results:
         out += [h.para("Diagnostics on the held-out tasks (medians over seeds):", "note"),
                 h.table(ed.DIAGNOSTIC_HEADERS, ed.diagnostics_rows(results))]
