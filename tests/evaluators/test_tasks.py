@@ -210,3 +210,18 @@ def test_suite_errors_name_the_key(tmp_path, text, key):
 def test_unknown_suite_name_lists_choices():
     with pytest.raises(ValueError, match="proxy"):
         suites.load_suite("no_such_suite")
+
+
+def test_quadratic_starts():
+    from evaluators.recipe import Recipe
+
+    def start(mode: str, seed: int) -> torch.Tensor:
+        cfg = QuadraticConfig(8, 1e2, 0.003, 4, Recipe(5, 5), target=1.0, start=mode)
+        task = type(get_task("quadratic"))("q", {"tiny": cfg})
+        return next(task.build(seed, "tiny").model.parameters()).detach()
+
+    assert torch.equal(start("fixed", 0), start("fixed", 1))
+    assert not torch.equal(start("signs", 0), start("signs", 1))
+    assert not torch.equal(start("gaussian", 0), start("gaussian", 1))
+    with pytest.raises(ValueError, match="quadratic start 'zero'"):
+        QuadraticConfig(8, 1e2, 0.003, 4, Recipe(5, 5), target=1.0, start="zero")
