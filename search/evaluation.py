@@ -92,6 +92,13 @@ def stage_job(payload: dict) -> dict:
     ``reference_seeds`` fresh seeds), ``previous`` (task key -> an earlier stage's measurement to
     reuse), or ``remeasure`` (``{"seeds": [...], "lrs": {task: lr}}``: fresh seeds only).
     """
+    from evaluators.train import sharpness
+
+    with sharpness(False):  # diagnostics the funnel does not rank by are left to the held-out runs
+        return _stage_job(payload)
+
+
+def _stage_job(payload: dict) -> dict:
     from dsl.fingerprint import state_bytes_per_param
     from dsl.parser import parse
 

@@ -52,7 +52,7 @@ class FakeExecutor:
             seeds = [0] if stage["seeds"] == 1 else list(range(1, stage["seeds"] + 1))
             text = payload["text"]
         tasks = {}
-        for task, steps in stage["tasks"]:
+        for task, _ in stage["tasks"]:
             losses = {str(s): (1.0 if text == "reference" else _loss(text, s)) * (1 + 0.01 * (s % 3))
                       for s in seeds}
             tasks[task] = {"key": f"{task}|{stage['preset']}|{stage['budget']}", "lr": 0.01, "losses": losses,
