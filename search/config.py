@@ -20,6 +20,7 @@
     executor: {kind: serial, address: null, num_cpus: 1, num_gpus: 0, timeout_s: 900, max_retries: 2}
     validation: {top_k: 3, suite: heldout, tasks: null, preset: tiny, seeds: 3, budget: 4,
                  max_extra: 4, baselines: [adamw, lion]}
+    simplify: {max_calls: 30, seeds: 3}   # winners, on the last funnel stage
     device: cpu
 
 Without ``funnel`` the funnel is built from ``proxy``: its first task alone with the ``hurdle``
@@ -132,6 +133,12 @@ class ValidationConfig:
 
 
 @dataclass
+class SimplifyConfig:
+    max_calls: int = 30  # scorer calls per winner (0: winners are exported as found)
+    seeds: int = 3  # fresh seeds per call, at least (a Welch test needs two)
+
+
+@dataclass
 class SearchConfig:
     name: str = "search"
     strategy: str = "evolution"
@@ -149,6 +156,7 @@ class SearchConfig:
     mutation: MutationConfig = field(default_factory=MutationConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    simplify: SimplifyConfig = field(default_factory=SimplifyConfig)
 
     def resolved(self) -> dict:
         return asdict(self)
@@ -234,6 +242,7 @@ def validate(cfg: SearchConfig) -> SearchConfig:
                        ("executor.num_gpus", cfg.executor.num_gpus),
                        ("executor.max_retries", cfg.executor.max_retries),
                        ("validation.max_extra", cfg.validation.max_extra),
+                       ("simplify.max_calls", cfg.simplify.max_calls),
                        ("evolution.restart_every", cfg.evolution.restart_every)):
         _positive(value, key, allow_zero=True)
     if not 0 <= cfg.evolution.crossover_rate <= 1:
@@ -263,6 +272,8 @@ def _validate_funnel(cfg: SearchConfig) -> None:
                           "successive_halving, hyperband")
     if cfg.optuna.reduction_factor < 2:
         raise ConfigError(f"config key 'optuna.reduction_factor' must be >= 2, got {cfg.optuna.reduction_factor}")
+    if cfg.simplify.seeds < 2:
+        raise ConfigError("config key 'simplify.seeds' must be >= 2 (a Welch test needs two samples)")
     if cfg.reference.seeds < 2:
         raise ConfigError("config key 'reference.seeds' must be >= 2 (the seed-to-seed noise needs two)")
     if cfg.proxy.tuner not in TUNERS:

@@ -10,7 +10,8 @@ call it directly): check the config against the suites and the run folder, write
 config, open the journal, start the executor (serial in-process, or Ray), measure the AdamW
 reference at every funnel stage, print the expected duration from it, drive the search to its
 budget (``search.driver``), meta-validate the best rules on the held-out suite
-(``search.validation``) and write the report. ``resume=True`` goes on from the journal; a config
+(``search.validation``), simplify the winners (``search.simplify``, on the last funnel stage)
+and write the report. ``resume=True`` goes on from the journal; a config
 that changed in anything but how long or where the search runs is refused.
 """
 
@@ -141,7 +142,7 @@ def run_search(cfg, run_dir: str | Path, *, resume: bool = False, executor=None,
     from search.driver import Driver, seed_candidates
     from search.report import write_report
     from search.strategies import make_strategy
-    from search.validation import heldout_settings, meta_validate
+    from search.validation import heldout_settings, meta_validate, simplify_winners
 
     run_dir = Path(run_dir)
     plan = funnel_plan(cfg)
@@ -199,6 +200,8 @@ def run_search(cfg, run_dir: str | Path, *, resume: bool = False, executor=None,
             pop = driver.run(adamw_text)
         if validate:
             meta_validate(pop, journal, cfg, log=log, run_dir=run_dir)
+            if cfg.simplify.max_calls > 0:
+                simplify_winners(pop, cfg, plan, run_dir, log=log)
         journal.append("end", trained=pop.trained_count)
     except KeyboardInterrupt:
         journal.close()

@@ -15,8 +15,12 @@ measured with the given scorer (``score(program) -> per-seed samples``, lower is
 ``search.rule_scoring``), through a `Measurer` that gates invalid programs for free and reuses
 the samples of structurally or functionally equal ones. An edit is **kept** unless it is
 significantly worse than the *original* rule (Welch p < alpha with a higher mean; comparing
-with the original, not the last accepted program, keeps small losses from adding up), so an
-edit that is strictly better is kept too. After a kept edit the search starts over on the new
+with the original, not the last accepted program, keeps small losses from adding up) **and**
+its mean is at most ``tolerance`` worse (in log fitness: 0.02 is 2%). The second condition is
+what keeps a test with few seeds, which has little power, from waving through edits that are
+clearly worse on average (two seeds on a tiny task accepted "drop the momentum" otherwise); an
+edit that computes the same function costs nothing and changes nothing, so it is always kept.
+An edit that is strictly better is kept too. After a kept edit the search starts over on the new
 program; it ends when no edit is kept, or when ``max_calls`` scorer calls are spent.
 
     result = simplify(program, protocol_scorer("proxy", preset="cpu", seeds=3), max_calls=30)
@@ -38,6 +42,7 @@ from .program_edit import paths, replace_at
 from .rule_scoring import ALPHA, Measurement, Measurer, compare
 
 DEFAULT_MAX_CALLS = 40
+DEFAULT_TOLERANCE = 0.02  # the largest mean loss in log fitness an edit may cost
 
 
 # -- editing helpers, shared with search.ablation ----------------------------------------------
@@ -152,7 +157,8 @@ class Simplification:
 
 def simplify(program: Program, score: Callable[[Program], Sequence[float]] | Measurer,
              alpha: float = ALPHA, max_calls: int = DEFAULT_MAX_CALLS,
-             on_step: Callable[[Step], None] | None = None) -> Simplification:
+             on_step: Callable[[Step], None] | None = None,
+             tolerance: float = DEFAULT_TOLERANCE) -> Simplification:
     """Simplify ``program`` greedily (module docstring). ``score`` is a scorer or a `Measurer`
     (to share its cache); ``max_calls`` bounds the scorer calls, the original's included.
     Raises ValueError if the original cannot be measured with at least two samples."""
@@ -161,13 +167,13 @@ def simplify(program: Program, score: Callable[[Program], Sequence[float]] | Mea
     limit = measurer.calls + max_calls
     measurer.max_calls = limit if own_budget is None else min(own_budget, limit)
     try:
-        return _simplify(program, measurer, alpha, on_step, first_call)
+        return _simplify(program, measurer, alpha, on_step, first_call, tolerance)
     finally:
         measurer.max_calls = own_budget
 
 
 def _simplify(program: Program, measurer: Measurer, alpha: float,
-              on_step: Callable[[Step], None] | None, first_call: int) -> Simplification:
+              on_step: Callable[[Step], None] | None, first_call: int, tolerance: float) -> Simplification:
     current = canonical(program)
     base = measurer.measure(current)
     if base.status != "ok" or len(base.samples) < 2:
@@ -189,7 +195,7 @@ def _simplify(program: Program, measurer: Measurer, alpha: float,
             if found.status == "unmeasured":
                 exhausted = True
                 break
-            step = _decide(change, found, base, alpha)
+            step = _decide(change, found, base, alpha, tolerance)
             steps.append(step)
             if on_step:
                 on_step(step)
@@ -200,9 +206,9 @@ def _simplify(program: Program, measurer: Measurer, alpha: float,
                           measurer.calls - first_call, exhausted, alpha)
 
 
-def _decide(change: str, found: Measurement, base: Measurement, alpha: float) -> Step:
+def _decide(change: str, found: Measurement, base: Measurement, alpha: float, tolerance: float) -> Step:
     if found.status != "ok":
         return Step(change, False, found.status, math.nan, math.inf, 0.0, found.reused)
     cmp = compare(found, base)
-    return Step(change, not cmp.worse(alpha), "ok", found.mean, cmp.effect, cmp.p_value,
-                found.reused)
+    keep = not cmp.worse(alpha) and cmp.effect <= tolerance
+    return Step(change, keep, "ok", found.mean, cmp.effect, cmp.p_value, found.reused)

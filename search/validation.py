@@ -110,3 +110,44 @@ def meta_validate(population: Population, journal: Journal, config,
         record = journal.append("validated", id=entry.id, result=summarize(report))
         population.apply(record)
     return chosen
+
+
+def simplify_winners(population: Population, config, plan, run_dir: str | Path,
+                     log: Callable[[str], None] = print) -> list[str]:
+    """Simplify every winner (``search.simplify``) on the funnel's last stage: its tasks, preset
+    and budget, with at least ``config.simplify.seeds`` fresh seeds, so an edit is kept while
+    the selection-stage fitness is not significantly worse. A rule the simplification changed is
+    validated again on the held-out suite (``validation/ID-simplified/``), so the exported form
+    carries its own held-out numbers. Winners simplified before (resume) are skipped; returns the
+    ids simplified now."""
+    from dsl.loader import load_rule
+    from evaluators.results import write_results
+    from search.report import write_simplified
+    from search.report.leaderboard import simplified
+    from search.rule_scoring import protocol_scorer
+    from search.simplify import simplify
+
+    last = plan.stages[-1]
+    done = []
+    for entry in population.leaderboard():
+        if not (entry.validation and entry.validation.get("winner")) or simplified(run_dir, entry.id):
+            continue
+        log(f"simplifying winner {entry.id} on stage {last.name} ({config.simplify.max_calls} scorer calls "
+            "at most) ...")
+        scorer = protocol_scorer(last.suite, [t for t, _ in last.tasks], preset=last.preset,
+                                 seeds=max(last.seeds, config.simplify.seeds), budget=last.budget,
+                                 tuner=last.tuner, device=last.device)
+        result = simplify(entry.candidate.program, scorer, max_calls=config.simplify.max_calls)
+        write_simplified(run_dir, entry.id, result)
+        if result.changed:
+            settings = heldout_settings(config)
+            baselines = {name: load_rule(f"builtin:{name}") for name in config.validation.baselines}
+            report = evaluate(result.simplified, baselines, settings,
+                              candidate_source=f"search candidate {entry.id}, simplified")
+            write_results(report, Path(run_dir) / "validation" / f"{entry.id}-simplified" / "results.json")
+            summary = summarize(report)
+            log(f"  {entry.id} simplified: held-out fitness {summary['fitness']:.3f} "
+                f"(winner: {'yes' if summary['winner'] else 'no'}); the original's "
+                f"{entry.validation['fitness']:.3f}")
+        done.append(entry.id)
+    return done
