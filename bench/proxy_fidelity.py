@@ -7,7 +7,9 @@ its meta-validation protocol (tuned lr, fresh seeds). Per stage it prints Spearm
 Kendall's tau-b between the stage's fitness and held-out fitness over the panel
 (`search.fidelity`), how many of the held-out top 5 the stage's top 5 recovers, the stage's
 seed noise (the median standard error of ln fitness over the panel), and CPU seconds per
-candidate (measured in the worker processes; training runs on one thread). The last line is
+candidate (measured in the worker processes; training runs on one thread); then the final
+stage's correlation with each held-out task alone (the held-out fitness is a geometric mean, so
+the tasks on which rules differ most weigh most in it: this shows which). The last line is
 
     fidelity: spearman=S kendall=K rules=N stage=NAME cpu_s=C
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import dataclasses
 import hashlib
 import json
 import math
@@ -64,6 +67,7 @@ def _timed_stage_job(payload: dict) -> dict:
 
 
 def _timed_heldout(args: tuple) -> dict:
+    """One rule on one held-out task (``settings`` holds that task alone)."""
     from dsl.loader import load_rule
     from dsl.parser import parse
     from evaluators.evaluate import evaluate
@@ -71,10 +75,16 @@ def _timed_heldout(args: tuple) -> dict:
     name, text, settings, cache = args
     t0 = time.process_time()
     report = evaluate(parse(text, name=name), {"adamw": load_rule("builtin:adamw")}, settings, cache=cache)
-    label = report.candidate.label
-    fit = report.fitness[label]
-    return {"fitness": fit.value, "tasks": {t: f.ratio for t, f in fit.tasks.items()},
-            "cpu_s": time.process_time() - t0}
+    ratio = report.tasks[0].rules[report.candidate.label].vs_adamw
+    return {"ratio": ratio.ratio, "status": ratio.status, "cpu_s": time.process_time() - t0}
+
+
+def heldout_fitness(per_task: list[dict]) -> float:
+    """The held-out fitness from per-task results, as ``evaluators.fitness`` aggregates them."""
+    from evaluators.fitness import TaskFitness, fitness
+
+    return fitness({str(i): TaskFitness(r["ratio"] if r["ratio"] is not None else math.inf, 0, 0, r["status"])
+                    for i, r in enumerate(per_task)}).value
 
 
 class Cache:
@@ -159,13 +169,22 @@ def main() -> None:
         done = run_jobs(pool, _timed_stage_job, dict(stage_jobs.values()), cache, "funnel stages")
         stage_results = {k: done[key] for k, (key, _) in stage_jobs.items()}
 
-        # AdamW's held-out runs once, then shared with every rule's evaluation through its cache
+        # per rule and task (so --quick's tasks are shared with a full run's); AdamW's runs once,
+        # then shared with every rule's evaluation through its cache
+        singles = [dataclasses.replace(held, tasks=(t,)) for t in held.tasks]
         adamw_cache: dict = {}
-        evaluate(load_rule("builtin:adamw"), {"adamw": load_rule("builtin:adamw")}, held, cache=adamw_cache)
-        held_jobs = {Cache.key("heldout", text, held.to_dict()): (name, text, held, adamw_cache)
-                     for name, text in panel}
+        for single in singles:
+            if any(Cache.key("heldout", text, single.to_dict()) not in cache.data for _, text in panel):
+                evaluate(load_rule("builtin:adamw"), {"adamw": load_rule("builtin:adamw")}, single,
+                         cache=adamw_cache)
+        held_jobs = {Cache.key("heldout", text, single.to_dict()): (name, text, single, adamw_cache)
+                     for name, text in panel for single in singles}
         held_done = run_jobs(pool, _timed_heldout, held_jobs, cache, "held-out")
-    heldout = {name: held_done[Cache.key("heldout", text, held.to_dict())] for name, text in panel}
+    heldout = {}
+    for name, text in panel:
+        parts = [held_done[Cache.key("heldout", text, single.to_dict())] for single in singles]
+        heldout[name] = {"fitness": heldout_fitness(parts), "cpu_s": sum(p["cpu_s"] for p in parts),
+                         "tasks": {t.name: p["ratio"] for t, p in zip(held.tasks, parts)}}
 
     truth = [heldout[n]["fitness"] for n, _ in panel]
     rows, summary = [], []
@@ -196,11 +215,16 @@ def main() -> None:
         print(f"{s['stage']:<12} {s['tasks']:>5} {s['seeds']:>5} {s['spearman']:>9.3f} {s['kendall']:>8.3f} "
               f"{s['top5'] * 5:>3.0f}/5 {s['noise_se']:>8.3f} {s['cpu_s']:>10.1f}")
     print(f"{'held-out':<12} {len(held.tasks):>5} {held.seeds:>5} {'':>9} {'':>8} {'':>5} {'':>8} {held_cpu:>10.1f}")
+    final = rows[-1]
+    per_task = {t.name: spearman([final[n] for n, _ in panel], [heldout[n]["tasks"][t.name] for n, _ in panel])
+                for t in held.tasks}
+    print("final stage vs each held-out task (Spearman): "
+          + ", ".join(f"{t} {v:.3f}" for t, v in per_task.items()))
     print(f"wall time {time.perf_counter() - t_start:.0f} s with {args.workers} workers")
     if args.out:
         from evaluators.results import write_json
 
-        write_json({"panel": [n for n, _ in panel], "stages": summary, "fitness": rows,
+        write_json({"panel": [n for n, _ in panel], "stages": summary, "fitness": rows, "per_task": per_task,
                     "heldout": heldout, "quick": args.quick, "config": args.config}, args.out)
     last = summary[-1]
     print(f"fidelity: spearman={last['spearman']:.3f} kendall={last['kendall']:.3f} rules={len(panel)} "
