@@ -21,7 +21,10 @@ Evaluate an update rule against tuned baselines, fairly and with statistics.
 Protocol, per task of the suite and per rule (the candidate and every baseline alike):
   1. tune the learning rate on seed 0 with the same budget of training runs (--budget):
      a log grid that widens when the best lr sits at an edge (--tuner grid), or Optuna TPE
-     with as many trials (--tuner tpe);
+     with as many trials (--tuner tpe); every rule's grid is placed at its own update scale
+     (its update RMS at the initial weights against AdamW's), so a rule and the same rule
+     times a constant get the same fitness; while the best lr is still at an edge after the
+     budget, the grid widens up to --max-extra more trials (the same rule for every rule);
   2. train at the tuned lr on --seeds fresh seeds (1..N);
   3. report the validation loss mean +- std, the ratio to tuned AdamW, and a Welch t-test
      p-value of the candidate against each baseline. A significance claim needs >= 3 seeds.
@@ -59,6 +62,9 @@ def add_arguments(parser) -> None:
                         "significance)")
     parser.add_argument("--budget", default=str(DEFAULT_BUDGET), metavar="N",
                         help=f"lr tuning trials per rule and task (default: {DEFAULT_BUDGET})")
+    parser.add_argument("--max-extra", default="4", metavar="N",
+                        help="extra grid points allowed past the budget while a rule's best lr is at "
+                        "an edge (default 4; 0: exactly --budget trials)")
     parser.add_argument("--tuner", default="grid",
                         help=f"{' or '.join(TUNERS)} (default: grid)")
     parser.add_argument("--preset", default="cpu", help="size preset: tiny, cpu or gpu "
@@ -71,15 +77,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _positive_int(value: str, flag: str) -> int:
+def _positive_int(value: str, flag: str, allow_zero: bool = False) -> int:
     from search.cli import UserError
 
+    what = "an integer >= 0" if allow_zero else "a positive integer"
     try:
         n = int(value)
     except ValueError:
-        raise UserError(f"{flag} must be a positive integer, got {value!r}") from None
-    if n < 1:
-        raise UserError(f"{flag} must be a positive integer, got {value!r}")
+        raise UserError(f"{flag} must be {what}, got {value!r}") from None
+    if n < (0 if allow_zero else 1):
+        raise UserError(f"{flag} must be {what}, got {value!r}")
     return n
 
 
@@ -109,6 +116,7 @@ def _resolve(args):
 
     seeds = _positive_int(args.seeds, "--seeds")
     budget = _positive_int(args.budget, "--budget")
+    max_extra = _positive_int(args.max_extra, "--max-extra", allow_zero=True)
     if args.tuner not in TUNERS:
         raise UserError(f"unknown tuner {args.tuner!r}; choose from {', '.join(TUNERS)}")
     if args.preset not in suites.PRESETS:
@@ -129,7 +137,7 @@ def _resolve(args):
     tasks = tuple(TaskPlan(n, steps) for n, steps in suite.select(None, args.preset))
     settings = Settings(suite=suite.name, suite_source=suite.source, tasks=tasks, seeds=seeds,
                         budget=budget, tuner=args.tuner, preset=args.preset, device=args.device,
-                        profiles=args.profiles or suite.name == "heldout")
+                        profiles=args.profiles or suite.name == "heldout", max_extra=max_extra)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", candidate.name or Path(args.rule).stem)
     out = Path(args.out) if args.out else Path("runs") / f"evaluate-{slug}-{stamp}"
@@ -192,9 +200,13 @@ def run(args) -> int:
     n_rules = len(label_rules(candidate, baselines))
     bar = tqdm(total=settings.total_runs(n_rules), unit="run", desc="evaluate",
                disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
+    def advance(n: int) -> None:  # the grid's extra widening trials come on top of the planned runs
+        if bar.total is not None and bar.n + n > bar.total:
+            bar.total = bar.n + n
+        bar.update(n)
+
     with bar:
-        report = evaluate(candidate, baselines, settings, progress=bar.update,
-                          candidate_source=args.rule)
+        report = evaluate(candidate, baselines, settings, progress=advance, candidate_source=args.rule)
     report.plots = plot_report(report, out)
     noise = {t.task: reference_noise(t).to_dict() for t in report.tasks}
     path = write_json({**report.to_dict(), "seed_noise": noise}, out / "results.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -61,13 +62,18 @@ def test_end_to_end_writes_results_and_plots(adam_run):
     assert data["provenance"]["code_version"] and data["provenance"]["torch"]
     assert 0 < data["fitness"] < 10 and data["fitness"] == data["fitness_by_rule"]["adam"]["value"]
     assert data["fitness_by_rule"]["adamw"]["value"] == 1.0
-    # every run: 2 tasks x 2 rules x (3 tuning + 2 evaluation)
-    assert len(data["runs"]) == 2 * 2 * (3 + 2)
-    assert all(RUN_KEYS <= set(r) for r in data["runs"])
-    assert {r["task"] for r in data["runs"]} == {"rosenbrock", "quadratic"}
+    # every run: 2 tasks x 2 rules x (3 tuning + the grid's extra widening + 2 evaluation)
+    assert data["settings"]["max_extra"] == 4 and data["settings"]["scale_invariant"]
+    extra = 0
     for task in data["tasks"]:
         for rule in task["rules"].values():
-            assert len(rule["tuning"]["trials"]) == 3 and len(rule["val_losses"]) == 2
+            tuning = rule["tuning"]
+            assert len(tuning["trials"]) == 3 + tuning["extra"] and len(rule["val_losses"]) == 2
+            assert tuning["extra"] <= 4 and (tuning["extra"] == 0 or not tuning["at_edge"] or tuning["extra"] == 4)
+            extra += tuning["extra"]
+    assert len(data["runs"]) == 2 * 2 * (3 + 2) + extra
+    assert all(RUN_KEYS <= set(r) for r in data["runs"])
+    assert {r["task"] for r in data["runs"]} == {"rosenbrock", "quadratic"}
     assert set(data["profiles"]["scores"]) == {"adam", "adamw"}
     assert sorted(data["plots"]) == ["loss_quadratic.png", "loss_rosenbrock.png",
                                      "performance_profile.png"]
@@ -91,7 +97,9 @@ def test_output_tables_progress_and_verdict(suite_file, tmp_path, capsys):
                   "1 seed(s) < 3: no significance claim possible", "time ", "s on cpu",
                   "peak memory", "(process peak RSS)"):
         assert words in captured.out
-    assert "12/12" in captured.err  # the progress bar counts every run: 2 x 2 x (2 + 1)
+    # the progress bar counts every run: 2 x 2 x (2 + 1), plus any extra widening trials
+    done = [int(a) for a, b in re.findall(r"(\d+)/(\d+) \[", captured.err) if a == b]
+    assert done and done[-1] >= 12
 
 
 def test_adamw_against_itself_scores_exactly_one(suite_file, tmp_path):
@@ -128,6 +136,7 @@ TINY = {"--preset": "tiny", "--seeds": "1", "--budget": "1"}  # cheap, should a 
     (["builtin:adam", "--baselines", "adamw,nadamx"], "baseline 'nadamx'"),
     (["builtin:adam", "--seeds", "0"], "--seeds must be a positive integer"),
     (["builtin:adam", "--budget", "many"], "--budget must be a positive integer"),
+    (["builtin:adam", "--max-extra", "-1"], "--max-extra must be an integer >= 0"),
     (["builtin:adam", "--tuner", "bayes"], "unknown tuner 'bayes'"),
     (["builtin:adam", "--device", "tpu"], "unknown device 'tpu'"),
 ])
