@@ -199,10 +199,10 @@ def run_search(cfg, run_dir: str | Path, *, resume: bool = False, executor=None,
                 f"training run on this machine), plus validation")
             pop = driver.run(adamw_text)
         if validate:
-            with tqdm(unit="run", desc="held-out validation", file=sys.stderr, disable=not progress,
+            with tqdm(unit="job", desc="held-out validation", file=sys.stderr, disable=not progress,
                       dynamic_ncols=True) as vbar:
                 meta_validate(pop, journal, cfg, log=vbar.write if progress else log, run_dir=run_dir,
-                              progress=vbar.update)
+                              progress=vbar.update, executor=executor)
             if cfg.simplify.max_calls > 0:
                 simplify_winners(pop, cfg, plan, run_dir, log=log)
         journal.append("end", trained=pop.trained_count)

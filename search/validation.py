@@ -86,24 +86,35 @@ def candidates_to_validate(population: Population, top_k: int) -> list[Entry]:
 
 def meta_validate(population: Population, journal: Journal, config,
                   progress: Callable[[int], None] | None = None,
-                  log: Callable[[str], None] = print, run_dir: str | Path | None = None
-                  ) -> list[Entry]:
-    """Validate the top K (skipping those already validated); returns the validated entries."""
+                  log: Callable[[str], None] = print, run_dir: str | Path | None = None,
+                  executor=None) -> list[Entry]:
+    """Validate the top K (skipping those already validated); returns the validated entries.
+    With an ``executor`` the training runs as one job per rule and task there first
+    (``search.heldout_jobs``); the reports, built from those runs, are the same numbers."""
     from dsl.loader import load_rule
+    from dsl.printer import to_text
     from evaluators.results import write_results
 
-    chosen = candidates_to_validate(population, config.validation.top_k)
+    from .heldout_jobs import prewarm
+
+    chosen = [e for e in candidates_to_validate(population, config.validation.top_k) if e.validation is None]
     if not chosen:
         return []
     settings = heldout_settings(config)
     baselines = {name: load_rule(f"builtin:{name}") for name in config.validation.baselines}
     cache: dict = {}
+    if executor is not None:
+        rules = {name: to_text(rule, doc=False) for name, rule in baselines.items()}
+        rules.update({e.id: e.candidate.text for e in chosen})
+        log(f"validating {len(chosen)} rule(s) and {len(baselines)} baseline(s) on {settings.suite} "
+            f"({len(settings.tasks)} tasks, {settings.seeds} seeds), one job per rule and task ...")
+        prewarm(executor, rules, settings, rules.get("adamw") or to_text(load_rule("builtin:adamw"), doc=False),
+                progress=progress, cache=cache)
     for entry in chosen:
-        if entry.validation is not None:
-            continue
-        log(f"meta-validating {entry.id} (proxy fitness {entry.outcome.fitness:.3f}) on "
-            f"{settings.suite} with {settings.seeds} seeds ...")
-        report = evaluate(entry.candidate.program, baselines, settings, progress=progress,
+        log(f"meta-validating {entry.id} (fitness {entry.outcome.fitness:.3f} at {entry.outcome.stage or 'proxy'}) "
+            f"on {settings.suite} with {settings.seeds} seeds ...")
+        report = evaluate(entry.candidate.program, baselines, settings,
+                          progress=progress if executor is None else None,
                           candidate_source=f"search candidate {entry.id}", cache=cache)
         if run_dir is not None:
             write_results(report, Path(run_dir) / "validation" / entry.id / "results.json")
