@@ -59,3 +59,17 @@ def test_remeasure_seeds_follow_the_last_stages_own():
     three = FunnelPlan((Stage("a", "p", (("t", None),), seeds=3),), remeasure_top_k=2, remeasure_seeds=2)
     assert one.remeasure_seed_list() == [1, 2] and one.seeds_needed() == 2
     assert three.remeasure_seed_list() == [4, 5] and three.seeds_needed() == 5
+
+
+def test_expected_duration_comes_from_adamws_measured_time_per_run():
+    from search.engine import expected_seconds
+
+    cheap = Stage("cheap", "p", (("t", None),), seeds=1, budget=4, promote=Promotion(top_fraction=0.5))
+    full = Stage("full", "p", (("t", None), ("u", None)), seeds=3, budget=4)
+    plan = FunnelPlan((cheap, full))
+    # AdamW: 4 trials + 5 fresh seeds on each task, 9 runs, 1 s per run
+    measured = {"trials": 4, "losses": {str(s): 1.0 for s in range(6)}, "wall_time_s": 9.0}
+    reference = {"cheap": {"t": measured}, "full": {"t": measured, "u": measured}}
+    low, high = expected_seconds(reference, plan, rules=10, workers=2)
+    assert low == pytest.approx(10 * 4 / 2)  # every rule stops after the cheap stage: 4 runs each
+    assert high == pytest.approx(10 * (4 + 0.5 * 2 * (4 + 3)) / 2)  # half of them go on
