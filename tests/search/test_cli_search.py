@@ -205,3 +205,16 @@ def test_search_on_ray_workers_matches_the_serial_bookkeeping(tmp_path):
     adamw = next(r for r in data["leaderboard"] if r["change"] == "adamw")
     assert adamw["fitness"] == 1.0  # reference and candidate ran the same way on the workers
     assert not (tmp_path / ".ray").exists()  # no auth token left in the (temporary) home folder
+
+
+def test_the_engine_is_a_library_call_that_prints_the_plan_and_expected_duration(tmp_path):
+    from search.config import load_config
+    from search.engine import run_search
+
+    cfg = load_config(write_config(tmp_path, evaluations=2))
+    lines: list[str] = []
+    pop = run_search(cfg, tmp_path / "run", validate=False, progress=False, log=lines.append)
+    assert pop.trained_count == 2 and (tmp_path / "run" / "report.html").exists()
+    assert lines[0].startswith("search 'tiny': strategy evolution, 2 rules, funnel first (1 task, 1 seed) -> proxy")
+    expected = next(line for line in lines if line.startswith("AdamW reference measured in"))
+    assert "expected" in expected and "for 2 rules on 1 worker" in expected
