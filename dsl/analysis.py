@@ -3,7 +3,8 @@
 The graph of a route has one node per statement and an edge from each statement to every later
 statement that reads what it assigned. State adds *carry* edges: the last assignment of a state
 variable feeds the reads of that variable on the next step. Then:
-- live statements are `update`'s ancestors (carry edges included): everything else is dead code;
+- live statements are the outputs' ancestors (`update` or `next_w`, and `eval_w`; carry edges
+  included): everything else is dead code;
 - state is every name read before it is assigned (and not an input or hparam);
 - the structural hash is a hash of the canonical graph: temporaries are inlined, commutative
   operands sorted, state variables renamed by position, statement order and names forgotten.
@@ -19,7 +20,24 @@ from dataclasses import replace
 
 import networkx as nx
 
-from .ir import INPUTS, OUTPUT, BinOp, Call, Expr, Name, Neg, Num, Program, Route, children, names_read
+from .ir import (
+    EVAL_W,
+    INPUTS,
+    NEXT_W,
+    OUTPUT,
+    OUTPUTS,
+    BinOp,
+    Call,
+    Expr,
+    Name,
+    Neg,
+    Num,
+    Program,
+    Route,
+    children,
+    names_read,
+    primary_output,
+)
 from .primitives import PRIMITIVES
 
 _COMMUTATIVE_OPS = {"+", "*"}
@@ -52,10 +70,11 @@ def dataflow_graph(route: Route, hparams: dict[str, float] | None = None) -> nx.
 
 def live_statements(route: Route, hparams: dict[str, float] | None = None) -> list[int]:
     graph = dataflow_graph(route, hparams)
-    out = graph.graph["last_def"].get(OUTPUT)
-    if out is None:
-        return []
-    return sorted(nx.ancestors(graph, out) | {out})
+    outs = [graph.graph["last_def"][o] for o in OUTPUTS if o in graph.graph["last_def"]]
+    live: set[int] = set(outs)
+    for out in outs:
+        live |= nx.ancestors(graph, out)
+    return sorted(live)
 
 
 def eliminate_dead_code(program: Program) -> Program:
@@ -86,10 +105,10 @@ def inputs_read(program: Program) -> frozenset[str]:
 
 
 def update_depends_on(program: Program, name: str) -> bool:
-    """Whether every route's `update` depends (through state too) on input `name`."""
+    """Whether every route's `update` (or `next_w`) depends (through state too) on input `name`."""
     for route in program.routes:
         graph = dataflow_graph(route, program.hparams)
-        out = graph.graph["last_def"][OUTPUT]
+        out = graph.graph["last_def"][primary_output(route)]
         nodes = nx.ancestors(graph, out) | {out}
         if not any(name in graph.nodes[i]["reads"] for i in nodes):
             return False
@@ -154,7 +173,10 @@ def _route_hash(route: Route, hparams: dict[str, float]) -> str:
     first = _Hasher(route, hparams, {})          # states anonymous: fixes a canonical visit order
     ids = {s: str(k) for k, s in enumerate(_canonical_state_order(route, hparams, first))}
     second = _Hasher(route, hparams, ids)
-    outputs = [second.env[OUTPUT]]
+    # `update` alone hashes as it always did; `next_w` and `eval_w` are tagged with their names
+    outputs = [second.env[OUTPUT]] if OUTPUT in second.env else [_h("out", NEXT_W, second.env[NEXT_W])]
+    if EVAL_W in second.env:
+        outputs.append(_h("out", EVAL_W, second.env[EVAL_W]))
     for s in sorted(ids, key=lambda s: int(ids[s])):
         outputs.append(second.env.get(s, _h("state", ids[s])))
     return _h("route", route.name, *outputs)
@@ -203,8 +225,9 @@ def _reach_order(route: Route, hparams: dict[str, float], first: _Hasher) -> lis
                 kids.sort(key=lambda c: first.node_hash[(k, id(c))])
             stack.extend((k, c) for c in reversed(kids))
 
-    if OUTPUT in last:
-        walk(last[OUTPUT])
+    for o in OUTPUTS:
+        if o in last and last[o] not in walked:
+            walk(last[o])
     n = 0
     while n < len(order):           # next values of reached state, which may reach more state
         j = last.get(order[n])

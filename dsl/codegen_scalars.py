@@ -8,8 +8,9 @@ Python floats (as torch computes its bias corrections) by the route's coefficien
 scalar instruction is printed as its registry entry's scalar form (`dsl.primitives`): Python's
 own `+ - *`, `abs`, `math.tanh`, or one of optforge's IEEE functions (`_div`, `_pow`,
 `_scalar_sqrt`, ...) whose source the file carries, the very functions the interpreter runs,
-so an exported optimizer computes the interpreter's scalars in every case (x / 0 is inf). The
-tensor side is `dsl.codegen_tensor`.
+so an exported optimizer computes the interpreter's scalars in every case (x / 0 is inf). Each
+lazy choice's condition becomes a Python bool coefficient (`branch1 = c > 0`), the `if` of the
+update function. The tensor side is `dsl.codegen_tensor`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import operator
 from collections import Counter
 
 from . import primitives, shell
-from .codetext import ATOM, NEG, Text, binary, call, return_line, unary_minus
+from .codetext import ADD, ATOM, NEG, Text, binary, call, paren, return_line, unary_minus
 from .compiler import Instr, Plan
 from .ir import INPUTS, Route
 from .primitives import instruction
@@ -80,14 +81,17 @@ class Scalars:
             for a in ins.args:
                 if isinstance(a, int) and a in plan.scalar_ids:
                     self.uses[a] += 1
-        used = list(dict.fromkeys(a for ins in plan.tensor_instrs for a in ins.args
-                                  if isinstance(a, int) and a in plan.scalar_ids))
+        lazy = list(plan.branches)           # each lazy choice's condition becomes a bool coefficient
+        conds = [plan.tensor_instrs[k].args[0] for k in lazy]
+        used = list(dict.fromkeys(a for k, ins in enumerate(plan.tensor_instrs) for pos, a in enumerate(ins.args)
+                                  if isinstance(a, int) and a in plan.scalar_ids and not (pos == 0 and k in lazy)))
         self.inline = {a for a in used if a in self.producer and self._cheap(a)}
         self.computed = [a for a in used if a in self.producer and a not in self.inline]
         reads = {self.load_name[a] for a in self._reach([a for a in used if a not in self.computed])
                  if a in self.load_name}
         inner = [a for a in self._reach(self.computed) if a in self.producer]
         bound = set(self.computed) | {a for a in inner if self.uses[a] > 1 or a in plan.value_names}
+        bound |= {c for c in conds if isinstance(c, int) and c in self.producer}
         self.names = {}
         for _ in range(8):      # long formulas: name their operands too, so lines stay readable
             self.names = {ins.out: "_" for ins in plan.scalar_instrs if ins.out in bound}
@@ -99,12 +103,17 @@ class Scalars:
         self.names = {ins.out: self._name(ins.out) for ins in plan.scalar_instrs if ins.out in bound}
         hp = [n for n in plan.loads if n not in INPUTS and n not in plan.states and n in reads]
         self.order = ["lr"] + hp + (["t"] if "t" in reads else [])
+        self.flags = {k: namer.fresh("branch", numbered=True) for k in lazy}
+        self.conditions = dict(zip(lazy, conds))
         self.coefficients = [namer.rule[n] for n in self.order] + [self.names[a] for a in self.computed]
+        self.coefficients += list(self.flags.values())
         steps = {plan.loads[n] for n in ("t", "lr") if n in plan.loads}
+        # a condition is a Python bool: under torch.compile one graph per branch, never a tensor
         self.varying = tuple([n in ("lr", "t") for n in self.order]
-                             + [bool(self._reach([a]) & steps) for a in self.computed])
-        self.loads = ["lr"] + [n for n in plan.loads if n not in ("lr", "t", "g", "w", "h")
-                               and n not in plan.states and (n in reads or plan.loads[n] in self._reach(bound))]
+                             + [bool(self._reach([a]) & steps) for a in self.computed] + [False] * len(lazy))
+        needed = self._reach(bound) | {c for c in conds if isinstance(c, int)}
+        self.loads = ["lr"] + [n for n in plan.loads if n not in ("lr", "t", "g", "w", "h", "w0")
+                               and n not in plan.states and (n in reads or plan.loads[n] in needed)]
 
     # -- classification ----------------------------------------------------------------------
     def _cheap(self, a, budget: list | None = None) -> bool:
@@ -185,6 +194,10 @@ class Scalars:
                 text = self.text(ins.out, True, ins.out)
                 self.helpers |= text.needs
                 lines.append(f"    {self.names[ins.out]} = {text.text}")
+        for k, flag in self.flags.items():
+            text = self.text(self.conditions[k], True)
+            self.helpers |= text.needs
+            lines.append(f"    {flag} = {paren(text, ADD)} > 0")
         lines.append(return_line(self.coefficients, tuple_of_one=True))
         return "\n".join(lines)
 

@@ -40,7 +40,7 @@ class TensorCode:
         self.instrs = plan.tensor_instrs
         self.helpers: set[str] = set()
         self.load_name = {vid: name for name, vid in plan.loads.items()}
-        self.outputs = {v for v in [plan.update, *plan.state_out.values()] if isinstance(v, int)}
+        self.outputs = {v for v in [plan.update, plan.eval_w, *plan.state_out.values()] if isinstance(v, int)}
         self.group = [k for k, ins in enumerate(self.instrs) if instruction(ins.op).kind == "group"]
         bounds = [-1, *self.group, len(self.instrs)]
         phases = [range(lo + 1, hi) for lo, hi in zip(bounds, bounds[1:])]
@@ -58,9 +58,10 @@ class TensorCode:
                 self.successor[ins.args[w]] = ins.out
         self.var: dict[int, str] = {}
         self.carries: list[list[int]] = [self._carried(n) for n in range(len(self.phases))]
-        self.group_names = {self.instrs[k].out: self._value_name(self.instrs[k].out, "group_norm") for k in self.group}
+        self.group_names = {self.instrs[k].out: self._value_name(self.instrs[k].out, "group_" + self.instrs[k].op[7:])
+                            for k in self.group}
         self.fixed = set(self.group_names.values())   # names that stay parameters of later phases
-        self.inputs = {self.namer.rule[n] for n in ("g", "w", "h", *plan.states)}   # every phase's parameters
+        self.inputs = {self.namer.rule[n] for n in ("g", "w", "h", "w0", *plan.states)}   # every phase's parameters
 
     def _tensor(self, x) -> bool:
         return isinstance(x, int) and x not in self.plan.scalar_ids
@@ -108,10 +109,14 @@ class TensorCode:
                 self.var[self.instrs[k].out] = self.group_names[self.instrs[k].out]
         last = n == len(self.phases) - 1
         keep = set(self.outputs) | set(self.carries[n])
-        lines: list[str] = []
+        blocks = _Blocks(self, holder, keep, n)
         pending: tuple[int, Text] | None = None
         for k in phase:
             ins = self.instrs[k]
+            blocks.enter(self.plan.owners[k])
+            if k in self.plan.branches:
+                blocks.choose(k)
+                continue
             args = []
             for x in ins.args:
                 if pending is not None and x == pending[0]:
@@ -127,19 +132,22 @@ class TensorCode:
                 pending = (ins.out, text)
                 continue
             name = self._bind_name(k, ins.out, text, holder, keep, ins.out in self.carries[n])
-            lines.append(text.text if text.root == name else f"{name} = {text.text}")
+            blocks.line(text.text if text.root == name else f"{name} = {text.text}")
             self.var[ins.out] = name
             holder[name] = ins.out
             if ins.out in self.carries[n]:
                 self.fixed.add(name)
+        blocks.enter(())
         if last:
             outs = [self._out(self.plan.update)] + [self._out(self.plan.state_out[s], s in self.clones)
                                                     for s in self.plan.states]
+            if self.plan.eval_w is not None:
+                outs.append(self._out(self.plan.eval_w, "eval_w" in self.clones))
         else:
             outs = [self.var[v] for v in self.carries[n]]
         ret = return_line(outs, tuple_of_one=not last).strip()
         doc = self._doc(n, last)
-        body = [f"    {ln}" for ln in lines] + [f"    {ret}"]
+        body = [f"    {ln}" for ln in blocks.lines] + [f"    {ret}"]
         head = wrap(f"def {fname}(", self.params(n, states), "):")
         return "\n".join([head, f'    """{doc}"""', *body])
 
@@ -165,6 +173,8 @@ class TensorCode:
         cons = self.consumers.get(v, [])
         if v in keep or v in self.plan.value_names or len(cons) != 1 or cons[0][0] != k + 1 or k + 1 not in phase:
             return False
+        if k + 1 in self.plan.branches or self.plan.owners[k] != self.plan.owners[k + 1]:
+            return False      # a choice names its branches; a value does not cross into another block
         nxt = self.instrs[k + 1]
         if nxt.op in ("max", "min") and written(nxt, self.dests.get(k + 1), [self._tensor(x) for x in nxt.args]) \
                 is not None:
@@ -204,21 +214,22 @@ class TensorCode:
             any(j > k for j in self.group if v in self.instrs[j].args)
 
     # -- the step loop ---------------------------------------------------------------------------
-    def step_function(self, name: str, update: str, states: tuple[str, ...]) -> str:
-        st = [self.namer.rule[s] for s in states]
-        own = [self.namer.rule[s] for s in self.plan.states]
+    def step_function(self, name: str, update: str, states: tuple[str, ...], keys: tuple[str, ...]) -> str:
+        st = [self.namer.rule[s] for s in keys]
+        own = [self.namer.rule[s] for s in keys if s not in states or s in self.plan.states]
         lines = [f"def {name}(params, grads, {', '.join(st + ['coefficients', 'which'])}):",
                  '    """One step for lists of parameters, gradients and per-parameter state (the state lists are',
                  '    updated); parameter i takes the scalars coefficients[which[i]]."""']
         targets = ", ".join(["update"] + [f"{s}[i]" for s in own])
-        state_args = [f"{s}[i]" for s in st]
+        state_args = [f"{self.namer.rule[s]}[i]" for s in states]
+        apply = "_assign(p, update)" if self.plan.apply == "next_w" else None
         if len(self.phases) == 1:
             args = ["grads[i].to(w.dtype)", "w", *state_args, "*row"]
             lines += ["    for i, p in enumerate(params):",
                       "        row = coefficients[which[i]]",
                       "        w = p.float() if p.dtype in _LOW_PRECISION else p",
                       wrap(f"        {targets} = {update}(", args, ")"),
-                      "        _apply(p, w, update, row[0])"]
+                      f"        {apply or '_apply(p, w, update, row[0])'}"]
             return "\n".join(lines)
         lines += ["    w = [p.float() if p.dtype in _LOW_PRECISION else p for p in params]",
                   "    g = [grad.to(x.dtype) for grad, x in zip(grads, w)]",
@@ -229,20 +240,20 @@ class TensorCode:
             for k in self.group:               # the reductions this phase needs, over all parameters
                 if k < phase.start and k not in done:
                     done.add(k)
-                    items = Text(self._group_items(self.instrs[k].args[0], k, lists))
-                    reduced = call(instruction(self.instrs[k].op).fn, [items])      # one value per tensor
-                    lines.append(f"    {self.group_names[self.instrs[k].out]} = {reduced.text}[0]")
+                    items = [Text(self._group_items(x, k, lists)) for x in self.instrs[k].args]
+                    reduced = call(instruction(self.instrs[k].op).fn, items)      # one value per tensor
+                    lines.append(f"    {self.group_names[self.instrs[k].out]} = {reduced.text}")
                     self.helpers |= reduced.needs
             fname = f"{update}_{n + 1}"
             carried = [f"*carry{m + 1}[i]" for m in range(n) if self.carries[m]]
-            groups = [self.group_names[self.instrs[k].out] for k in self.group if k < phase.start]
+            groups = [f"{self.group_names[self.instrs[k].out]}[i]" for k in self.group if k < phase.start]
             args = ["g[i]", "w[i]", *state_args, *carried, *groups, "*rows[i]"]
             if n < len(self.phases) - 1:
                 lines.append(wrap(f"    carry{n + 1} = [{fname}(", args, ") for i in range(len(params))]"))
             else:
                 lines += ["    for i, p in enumerate(params):",
                           wrap(f"        {targets} = {fname}(", args, ")"),
-                          "        _apply(p, w[i], update, rows[i][0])"]
+                          f"        {apply or '_apply(p, w[i], update, rows[i][0])'}"]
         return "\n".join(lines)
 
     def _group_items(self, x, k: int, lists: dict[str, str]) -> str:
@@ -250,8 +261,83 @@ class TensorCode:
         if x in self.load_name:
             return lists[self.load_name[x]]
         if x in self.group_names:
-            return f"[{self.group_names[x]}] * len(params)"
+            return self.group_names[x]
         for m, phase in enumerate(self.phases):
             if x in self.carries[m] and phase.stop <= k:
                 return f"[values[{self.carries[m].index(x)}] for values in carry{m + 1}]"
         raise RuleError("export: a group reduction reads a value it cannot reach")
+
+
+class _Blocks:
+    """The `if` / `else` structure of one update function: each lazy choice's blocks (compiled
+    right before it, `Plan.owners`) become its branches, and each branch ends by assigning the
+    choice's variable; a choice with no block of its own is a conditional expression."""
+
+    def __init__(self, code: TensorCode, holder: dict[str, int], keep: set[int], phase: int):
+        self.code, self.holder, self.keep, self.phase = code, holder, keep, phase
+        self.lines: list[str] = []
+        self.chain: tuple = ()
+        self.opened: dict[int, set[int]] = defaultdict(set)
+
+    def line(self, text: str) -> None:
+        self.lines.append("    " * len(self.chain) + text)
+
+    def _name(self, k: int) -> str:
+        """The variable of choice k (bound once, when first assigned)."""
+        code, out = self.code, self.code.instrs[k].out
+        if out not in code.var:
+            name = code._bind_name(k, out, Text("", ATOM), self.holder, self.keep, out in code.carries[self.phase])
+            code.var[out] = name
+            self.holder[name] = out
+            if out in code.carries[self.phase]:
+                code.fixed.add(name)
+        return code.var[out]
+
+    def _assign(self, k: int, side: int) -> None:
+        name, value = self._name(k), self.code.var[self.code.instrs[k].args[side]]
+        if name != value:
+            self.line(f"{name} = {value}")
+
+    def _flag(self, k: int) -> str:
+        return self.code.scalars.flags[k]
+
+    def enter(self, chain: tuple) -> None:
+        """Close the blocks the next instruction is not in, open the ones it is in."""
+        common = 0
+        while common < min(len(self.chain), len(chain)) and self.chain[common] == chain[common]:
+            common += 1
+        while len(self.chain) > common:          # close, innermost first: the branch's last line
+            k, side = self.chain[-1]
+            self._assign(k, side)
+            self.chain = self.chain[:-1]
+        for k, side in chain[common:]:
+            if side == 1:
+                self.line(f"if {self._flag(k)}:")
+            elif 1 in self.opened[k]:
+                self.line("else:")
+            elif self._needs(k, 1):              # an empty first branch: the choice's own argument
+                self.line(f"if {self._flag(k)}:")
+                self.chain += ((k, 1),)
+                self._assign(k, 1)
+                self.chain = self.chain[:-1]
+                self.line("else:")
+            else:
+                self.line(f"if not {self._flag(k)}:")
+            self.opened[k].add(side)
+            self.chain += ((k, side),)
+
+    def _needs(self, k: int, side: int) -> bool:
+        """Whether branch `side` of choice k must assign the choice's variable."""
+        return self._name(k) != self.code.var[self.code.instrs[k].args[side]]
+
+    def choose(self, k: int) -> None:
+        """Choice k itself, after its blocks (if any)."""
+        x, y = (self.code.var[a] for a in self.code.instrs[k].args[1:])
+        name = self._name(k)
+        if not self.opened[k]:
+            self.line(f"{name} = {x} if {self._flag(k)} else {y}")
+        elif 2 not in self.opened[k] and self._needs(k, 2):
+            self.line("else:")
+            self.chain += ((k, 2),)
+            self._assign(k, 2)
+            self.chain = self.chain[:-1]

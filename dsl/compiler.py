@@ -9,22 +9,28 @@ Lowering does the work that must not happen on every step:
 - a sign analysis proves which values are >= 0 (each entry's sign rule in `dsl.primitives`), so
   protected `sqrt(|x|)` skips the `abs` pass;
 - `x + s*y`, `x + s*y*z` and `x + y/z` fuse into single foreach kernels (axpy, addcmul, addcdiv);
-- liveness: the last instruction that reads each value, so the interpreter can write results
-  into buffers that are dead (in place) instead of allocating.
+- lazy choices (`when`, and `every` lowered to it): the instructions only one branch needs are
+  that branch's *block*, placed right before the choice, so the interpreter skips the block of
+  the branch not taken (the condition is a scalar, known before any tensor work) and the exporter
+  prints both as an `if`; group reductions and outputs are never in a block;
+- liveness: the last instruction that reads each value (a choice's result counts as a read of
+  both its branches), so the interpreter can write results into buffers that are dead (in place)
+  instead of allocating.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .errors import RuleValidationError
-from .ir import INPUTS, OUTPUT, BinOp, Call, Expr, Name, Neg, Num, Route
+from .ir import EVAL_W, INPUTS, BinOp, Call, Expr, Name, Neg, Num, Route, primary_output
 from .primitives import OPERATORS, PRIMITIVES, instruction
 
 INFIX_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
 COMMUTATIVE = frozenset(n for table in (OPERATORS, PRIMITIVES) for n, e in table.items() if e.commutative)
-TENSOR_INPUTS = ("g", "w", "h")
+TENSOR_INPUTS = ("g", "w", "h", "w0")
 
 Operand = "int | float"   # a value id, or a literal float constant
 
@@ -56,11 +62,36 @@ class Plan:
     last_use: dict[int, int] = field(default_factory=dict)   # value id -> tensor instr index
     reads: frozenset[str] = frozenset()        # inputs the plan reads
     value_names: dict[int, str] = field(default_factory=dict)   # value id -> statement that named it
+    apply: str = "update"                      # how `update` moves w: "update" (w - lr * u) or "next_w" (w <- u)
+    eval_w: int | float | None = None          # the evaluation point, when the route has one
+    # lazy choices: tensor instr index -> (block of its first branch, block of its second), as
+    # tensor instr indices; owners[k]: the (choice index, branch position) blocks instr k is in, outer first
+    branches: dict[int, tuple[frozenset[int], frozenset[int]]] = field(default_factory=dict)
+    owners: list[tuple] = field(default_factory=list)
+    _skips: dict = field(default_factory=dict, repr=False)
 
     @property
     def outputs(self) -> set[int]:
-        """Values that leave the step: `update` and every state's next value."""
-        return _outputs(self.update, self.state_out)
+        """Values that leave the step: `update`, the evaluation point and every state's next value."""
+        out = _outputs(self.update, self.state_out)
+        if isinstance(self.eval_w, int):
+            out.add(self.eval_w)
+        return out
+
+    def skipped(self, vals: list) -> frozenset[int]:
+        """The tensor instructions of the branches not taken, given the step's scalar values."""
+        if not self.branches:
+            return frozenset()
+        taken = []
+        for k in self.branches:
+            c = self.tensor_instrs[k].args[0]
+            taken.append(instruction(self.tensor_instrs[k].op).branch(vals[c] if isinstance(c, int) else c))
+        key = tuple(taken)
+        skip = self._skips.get(key)
+        if skip is None:
+            skip = frozenset().union(*(blocks[2 - side] for blocks, side in zip(self.branches.values(), taken)))
+            self._skips[key] = skip
+        return skip
 
 
 def compile_route(route: Route, hparams: dict[str, float], *, lr_is_tensor: bool = False) -> Plan:
@@ -77,6 +108,8 @@ class _Lowering:
         self.nonneg: set[int] = set()
         self.n = 0
         self.state_order: list[str] = []
+        self.lr_dep: set[int] = set()           # values computed from lr
+        self.invalid: dict[int, str] = {}       # value id -> why it cannot run (raised if it is live)
 
     def _new(self) -> int:
         self.n += 1
@@ -92,20 +125,35 @@ class _Lowering:
                     self.nonneg.add(vid)
             elif name not in INPUTS:
                 self.state_order.append(name)
+            if name == "lr":
+                self.lr_dep.add(vid)
         return self.loads[name]
+
+    # the builder a registry entry's `lower` writes its instructions with
+    def emit(self, op: str, args: tuple) -> int:
+        return self._emit(op, args)
+
+    def load(self, name: str) -> int:
+        return self._load(name)
 
     def run(self) -> Plan:
         env: dict[str, int | float] = {}
         names: dict[int, str] = {}
+        self.where: dict[int, tuple] = {}           # value id -> (line, col) of the statement that made it
         for st in self.route.body:
+            first = self.n
             env[st.target] = value = self._expr(st.value, env)
+            for vid in range(first, self.n):
+                self.where[vid] = (st.line, st.col)
             if isinstance(value, int) and value not in self.loads.values():
                 names.setdefault(value, st.target)
-        update = env[OUTPUT]
+        apply = primary_output(self.route)
+        update = env[apply]
         states = [s for s in self.state_order]
         state_out = {s: env.get(s, self.loads[s]) for s in states}
-        plan = self._finish(update, states, state_out)
+        plan = self._finish(update, states, state_out, env.get(EVAL_W))
         plan.value_names = names
+        plan.apply = apply
         return plan
 
     # -- lowering ------------------------------------------------------------------------
@@ -121,7 +169,7 @@ class _Lowering:
         assert isinstance(e, Call)
         args = tuple(self._expr(a, env) for a in e.args)
         lower = PRIMITIVES[e.fn].lower
-        return lower(self._emit, *args) if lower is not None else self._emit(e.fn, args)
+        return lower(self, *args) if lower is not None else self._emit(e.fn, args)
 
     def _emit(self, op: str, args: tuple) -> int:
         key_args = args
@@ -133,7 +181,18 @@ class _Lowering:
             return self.memo[key]
         out = self._new()
         scalar = all(isinstance(a, float) or a in self.scalar for a in args)
-        instr = Instr(op, args, out, scalar=scalar, fresh=instruction(op).fresh)
+        entry = instruction(op)
+        instr = Instr(op, args, out, scalar=scalar, fresh=entry.fresh)
+        if any(isinstance(a, int) and a in self.lr_dep for a in args):
+            self.lr_dep.add(out)
+        if entry.branch is not None:
+            c = args[0]
+            if isinstance(c, int) and (c not in self.scalar or c in self.lr_dep):
+                self.invalid[out] = ("the condition of when() (every()'s k) must be a scalar of t, hparams and "
+                                     "numbers" + (", not of lr (an lr grid trained as one ensemble has one lr per "
+                                                  "member)" if c in self.lr_dep else ""))
+        if entry.kind == "group" and not scalar and any(isinstance(a, float) or a in self.scalar for a in args):
+            self.invalid[out] = f"{op}(): every argument must be a tensor (it reduces over the group's tensors)"
         instr.nonneg = self._proves_nonneg(op, args)
         if scalar:
             self.scalar.add(out)
@@ -150,7 +209,7 @@ class _Lowering:
         return instruction(op).proves_nonneg(self._is_nonneg, args)
 
     # -- whole-plan passes --------------------------------------------------------------
-    def _finish(self, update, states: list[str], state_out: dict) -> Plan:
+    def _finish(self, update, states: list[str], state_out: dict, eval_w=None) -> Plan:
         # State that starts at zero keeps its sign proof only if every next value is proven too.
         # Optimistic fixed point: assume all state >= 0, re-run the analysis, drop violators.
         candidates = set(states)
@@ -165,7 +224,11 @@ class _Lowering:
                 break
             candidates -= bad
 
-        live = self._live(update, states, state_out)
+        live = self._live(update, states, state_out, eval_w)
+        for vid, why in self.invalid.items():
+            if vid in live:
+                line, col = self.where.get(vid, (None, None))
+                raise RuleValidationError(why, line=line, col=col)
         states = [s for s in states if self.loads[s] in live]
         state_out = {s: state_out[s] for s in states}
         for s in states:
@@ -175,21 +238,25 @@ class _Lowering:
                 raise RuleValidationError(f"state '{s}' is assigned a value that reads no tensor (only numbers, "
                                           "hparams, t and lr): state must follow g, w or other state",
                                           line=st.line, col=st.col)
+        if eval_w is not None and (isinstance(eval_w, float) or eval_w in self.scalar):
+            raise RuleValidationError("'eval_w' reads no tensor (only numbers, hparams, t and lr)")
         instrs = [i for i in self.instrs if i.out in live]
         scalar_instrs = [i for i in instrs if i.scalar]
-        outputs = _outputs(update, state_out)
+        outputs = _outputs(update, state_out) | ({eval_w} if isinstance(eval_w, int) else set())
         tensor_instrs = _fuse([i for i in instrs if not i.scalar], self.scalar, live_outputs=outputs)
+        roots = outputs | {i.out for i in tensor_instrs if instruction(i.op).kind == "group"}
+        tensor_instrs, branches, owners = _branch_blocks(tensor_instrs, roots)
         loads = {k: v for k, v in self.loads.items() if v in live}
         plan = Plan(self.route.name, self.n, loads, tuple(states), scalar_instrs, tensor_instrs, update, state_out,
                     frozenset(self.scalar), frozenset(self.nonneg),
-                    reads=frozenset(k for k in loads if k in INPUTS))
+                    reads=frozenset(k for k in loads if k in INPUTS), eval_w=eval_w, branches=branches, owners=owners)
         plan.last_use = _last_use(tensor_instrs)
         return plan
 
-    def _live(self, update, states, state_out) -> set[int]:
+    def _live(self, update, states, state_out, eval_w=None) -> set[int]:
         producer = {i.out: i for i in self.instrs}
         live: set[int] = set()
-        stack = [update] if isinstance(update, int) else []
+        stack = [v for v in (update, eval_w) if isinstance(v, int)]
         state_by_load = {self.loads[s]: s for s in states}
         while stack:
             v = stack.pop()
@@ -213,12 +280,74 @@ def _outputs(update, state_out) -> set[int]:
 
 
 def _last_use(instrs: list[Instr]) -> dict[int, int]:
+    """Value id -> index of the last instruction that reads it; a lazy choice's result is its taken
+    branch's buffer itself, so reading the result counts as reading both branches."""
     last: dict[int, int] = {}
     for idx, ins in enumerate(instrs):
         for a in ins.args:
             if isinstance(a, int):
                 last[a] = idx
+    for idx in range(len(instrs) - 1, -1, -1):
+        ins = instrs[idx]
+        if instruction(ins.op).branch is not None and ins.out in last:
+            for a in ins.args[1:]:
+                if isinstance(a, int):
+                    last[a] = max(last.get(a, idx), last[ins.out])
     return last
+
+
+def _branch_blocks(instrs: list[Instr], roots: set[int]):
+    """Each lazy choice's blocks (the instructions that only one of its branches needs; never a root:
+    an output or a group reduction), moved right before the choice, nested blocks inside their
+    parents. Returns the reordered instructions, the blocks and each instruction's owners, by index."""
+    lazy = [ins for ins in instrs if instruction(ins.op).branch is not None]
+    if not lazy:
+        return instrs, {}, [()] * len(instrs)
+    index = {ins.out: k for k, ins in enumerate(instrs)}
+    consumers: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for ins in instrs:
+        for pos, a in enumerate(ins.args):
+            if isinstance(a, int) and a in index:
+                consumers[a].append((ins.out, pos))
+    blocks: dict[tuple[int, int], set[int]] = {}
+    for w in lazy:
+        for pos in (1, 2):
+            own: set[int] = set()
+            arg = w.args[pos]
+            if isinstance(arg, int) and arg in index:
+                for k in range(index[arg], -1, -1):       # consumers come after their producers
+                    v = instrs[k].out
+                    if v in roots or not consumers[v]:
+                        continue
+                    if all((c == w.out and p == pos) or c in own for c, p in consumers[v]):
+                        own.add(v)
+            blocks[(w.out, pos)] = own
+    inner: dict[int, tuple[int, int]] = {}                # value -> the smallest block it is in
+    for key, own in sorted(blocks.items(), key=lambda kv: -len(kv[1])):
+        for v in own:
+            inner[v] = key
+    members: dict = defaultdict(list)
+    for ins in instrs:
+        members[inner.get(ins.out)].append(ins)
+    order: list[Instr] = []
+
+    def place(items: list[Instr]) -> None:
+        for ins in items:
+            if instruction(ins.op).branch is not None:
+                place(members[(ins.out, 1)])
+                place(members[(ins.out, 2)])
+            order.append(ins)
+
+    place(members[None])
+    at = {ins.out: k for k, ins in enumerate(order)}
+    branches = {at[w.out]: (frozenset(at[v] for v in blocks[(w.out, 1)]), frozenset(at[v] for v in blocks[(w.out, 2)]))
+                for w in sorted(lazy, key=lambda w: at[w.out])}
+
+    def chain(v: int) -> tuple:
+        key = inner.get(v)
+        return () if key is None else chain(key[0]) + ((at[key[0]], key[1]),)
+
+    return order, branches, [chain(ins.out) for ins in order]
 
 
 def _fuse(instrs: list[Instr], scalar: set[int], live_outputs: set[int]) -> list[Instr]:

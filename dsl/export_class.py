@@ -13,7 +13,7 @@ import textwrap
 
 from .codegen import RouteSource
 from .codetext import wrap
-from .ir import Program
+from .ir import NEXT_W, OUTPUT, Program, primary_output
 from .printer import format_number
 from .shell import RuleOptimizer
 from .sourcecopy import methods_after
@@ -54,12 +54,14 @@ def class_source(program: Program, class_name: str, routes: list[RouteSource], l
     """The optimizer class of a program whose routes were printed as `routes`."""
     names = [r.name for r in program.routes]
     reads_h = any("h" in r.states for r in routes)
+    evaluates = any("eval_w" in r.states for r in routes)
     hp = program.hparams
     group_route = f", and set route (one of {', '.join(repr(n) for n in names)})" if names != ["default"] else ""
     arg_docs = [f"        {k}: (default {v!r})." for k, v in hp.items()]
     init = wrap("    def __init__(", ["self", "params", f"lr={format_number(lr)}", "*"]
                 + [f"{k}={v!r}" for k, v in hp.items()] + ["fused=False"], "):")
-    defaults = wrap("        defaults = {", ['"lr": lr'] + [f'"{k}": {k}' for k in hp] + ['"route": None'], "}")
+    defaults = wrap("        defaults = {", ['"lr": lr'] + [f'"{k}": {k}' for k in hp] + ['"route": None']
+                    + (['"train_mode": True'] if evaluates else []), "}")
     hparam_names = "(" + ", ".join(f'"{k}"' for k in hp) + ("," if len(hp) == 1 else "") + ")"
     lines = [f"class {class_name}(torch.optim.Optimizer):",
              f'    """{_summary(program, class_name)}',
@@ -67,7 +69,7 @@ def class_source(program: Program, class_name: str, routes: list[RouteSource], l
              "    Args:",
              "        params: an iterable of parameters, or of dicts defining parameter groups; a group may",
              f"            override lr and any hparam{group_route}.",
-             f"        lr: learning rate, the step is w <- w - lr * update (default {format_number(lr)}).",
+             f"        lr: learning rate, the step is {_step_text(program)} (default {format_number(lr)}).",
              *arg_docs,
              f"        {FUSED_DOC}",
              '    """',
@@ -83,8 +85,15 @@ def class_source(program: Program, class_name: str, routes: list[RouteSource], l
              defaults,
              "        super().__init__(params, defaults)",
              "",
-             methods_after(RuleOptimizer, "__init__", frozenset() if reads_h else frozenset({"update_curvature"}))]
+             methods_after(RuleOptimizer, "__init__", frozenset(() if reads_h else ("update_curvature",))
+                           | frozenset(() if evaluates else ("eval", "train", "_set_mode")))]
     return "\n".join(lines)
+
+
+def _step_text(program: Program) -> str:
+    if all(primary_output(r) == NEXT_W for r in program.routes):
+        return "w <- next_w, with lr inside the rule"
+    return "w <- w - lr * update" + ("" if all(primary_output(r) == OUTPUT for r in program.routes) else " (or next_w)")
 
 
 def _summary(program: Program, class_name: str) -> str:

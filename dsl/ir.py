@@ -1,7 +1,8 @@
 """The intermediate representation of a rule: immutable expression trees and programs.
 
 A `Program` is a set of hparams with defaults and one or more routes (`default`, `matrix`);
-each route is a straight-line list of `Assign` statements. Nodes are frozen dataclasses, so
+each route is a straight-line list of `Assign` statements whose outputs are `update` (or
+`next_w`) and, optionally, `eval_w`. Nodes are frozen dataclasses, so
 programs are hashable values and `parse(print(p)) == p` is plain equality. Source positions are
 kept for error messages but take no part in equality.
 """
@@ -12,15 +13,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
-INPUTS: tuple[str, ...] = ("g", "w", "t", "lr", "h")
+INPUTS: tuple[str, ...] = ("g", "w", "t", "lr", "h", "w0")
 INPUT_DOCS: dict[str, str] = {
     "g": "gradient of the parameter",
     "w": "the parameter itself (before this step)",
     "t": "step number, 1 on the first step",
     "lr": "the current learning rate (after any schedule)",
     "h": "diagonal curvature estimate (produced by the trainer when a rule reads it)",
+    "w0": "the parameter at its first step (kept as state, counted in state bytes; Prodigy's x0)",
 }
 OUTPUT = "update"
+NEXT_W = "next_w"        # instead of `update`: the next weights, applied as w <- next_w (Schedule-Free's y)
+EVAL_W = "eval_w"        # optional: the weights a user evaluates (optimizer.eval() swaps them in)
+PRIMARY_OUTPUTS: tuple[str, ...] = (OUTPUT, NEXT_W)
+OUTPUTS: tuple[str, ...] = (OUTPUT, NEXT_W, EVAL_W)
+OUTPUT_DOCS: dict[str, str] = {
+    OUTPUT: "the step direction: w <- w - lr * update",
+    NEXT_W: "the next weights: w <- next_w (instead of update; lr is then the rule's to use)",
+    EVAL_W: "optional: the weights to evaluate; optimizer.eval() puts them in place, optimizer.train() back",
+}
 ROUTES: tuple[str, ...] = ("default", "matrix")
 BINARY_OPS: tuple[str, ...] = ("+", "-", "*", "/", "**")
 
@@ -97,6 +108,11 @@ class Program:
         return structural_hash(self)
 
     @cached_property
+    def has_eval_point(self) -> bool:
+        """Whether a route assigns `eval_w` (the optimizer then has eval() / train() swaps)."""
+        return any(EVAL_W in outputs_of(r) for r in self.routes)
+
+    @cached_property
     def reads_curvature(self) -> bool:
         """Whether live code reads the curvature input `h` (the trainer must then produce it)."""
         from .analysis import inputs_read
@@ -111,6 +127,17 @@ class Program:
     def statements(self) -> Iterator[Assign]:
         for r in self.routes:
             yield from r.body
+
+
+def primary_output(route: Route) -> str:
+    """The output a route moves its parameters with: `next_w` when it assigns that, else `update`."""
+    return NEXT_W if any(st.target == NEXT_W for st in route.body) else OUTPUT
+
+
+def outputs_of(route: Route) -> tuple[str, ...]:
+    """The outputs a route assigns, in `OUTPUTS` order."""
+    assigned = {st.target for st in route.body}
+    return tuple(o for o in OUTPUTS if o in assigned)
 
 
 def children(e: Expr) -> tuple[Expr, ...]:

@@ -24,7 +24,7 @@ import torch
 
 from .compiler import compile_route
 from .errors import RuleRuntimeError
-from .interpreter import Spec, run_step, specialize
+from .interpreter import Frame, Spec, run_frames, specialize
 from .ir import Program
 from .loader import load_rule
 from .primitives import PRIMITIVES
@@ -42,10 +42,11 @@ class InterpretedRoute:
         self.bd, self.lr_tensor = bd, lr_tensor
         self.hparam_names = tuple(program.hparams)
         self.defaults = {k: float(v) for k, v in program.hparams.items()}
-        self.state = (("h",) if "h" in self.plan.reads else ()) + self.plan.states
+        self.inputs = tuple(k for k in ("h", "w0") if k in self.plan.reads)   # input state: curvature, start
+        self.state = self.inputs + self.plan.states + (("eval_w",) if self.plan.eval_w is not None else ())
         self.varying = ()
         self.specs: dict[tuple, Spec] = {}
-        # a whole-group reduction (global_norm) needs its bucket in one piece
+        # a whole-group reduction (global_norm) needs every bucket in one step, unchunked
         self.whole = any(PRIMITIVES.get(i.op) is not None and PRIMITIVES[i.op].kind == "group"
                          for i in self.plan.tensor_instrs)
 
@@ -65,8 +66,11 @@ class InterpretedRoute:
     def init_state(self, p: torch.Tensor, dtype: torch.dtype) -> dict:
         state = {s: torch.zeros(shape, dtype=dtype, device=p.device)
                  for s, shape in self._state_shapes(p.shape, dtype).items()}
-        if "h" in self.plan.reads:
+        if "h" in self.inputs:
             state["h"] = torch.zeros_like(p, dtype=dtype)
+        for key in ("w0", "eval_w"):          # the start, and the evaluation point before any step
+            if key in self.state:
+                state[key] = p.detach().to(dtype, copy=True)
         return state
 
     def coefficients(self, group: dict, t: float) -> tuple:
@@ -80,9 +84,16 @@ class InterpretedRoute:
         buckets: dict[tuple, list[int]] = {}
         for i, p in enumerate(params):
             buckets.setdefault((which[i], p.dtype, p.device), []).append(i)
-        for (row, _, device), idx in buckets.items():
-            for chunk in self._chunks(device, idx, params):
-                self._run(chunk, params, grads, state_lists, coefficients[row], _compute_dtype(params[chunk[0]]))
+        chunks = [(chunk, coefficients[row]) for (row, _, device), idx in buckets.items()
+                  for chunk in self._chunks(device, idx, params)]
+        if self.whole:      # one step over every bucket: group reductions cover all of them
+            frames = [self._frame(chunk, params, grads, state_lists, row) for chunk, row in chunks]
+            for frame, result in zip(frames, run_frames(self.plan, [f for f, _ in frames], self.bd)):
+                self._finish(frame, result, state_lists)
+        else:
+            for chunk, row in chunks:
+                frame = self._frame(chunk, params, grads, state_lists, row)
+                self._finish(frame, run_frames(self.plan, [frame[0]], self.bd)[0], state_lists)
 
     def _chunks(self, device: torch.device, idx: list[int], params: list) -> list[list[int]]:
         """A CPU bucket runs in chunks of about CPU_CHUNK entries. The foreach temporaries of a
@@ -99,10 +110,12 @@ class InterpretedRoute:
             size += params[i].numel()
         return chunks
 
-    def _run(self, idx: list[int], params: list, grads: list, state_lists: list, row: tuple, cd) -> None:
+    def _frame(self, idx: list[int], params: list, grads: list, state_lists: list, row: tuple):
+        """(the interpreter's frame for parameters idx, what applying its result needs)."""
         lr, hp, t = row
         bd = self.bd
         ps = [params[i] for i in idx]
+        cd = _compute_dtype(ps[0])
         if self.lr_tensor:  # one lr per ensemble member
             for p in ps:
                 if bd < 1 or p.dim() < 1 or lr.numel() not in (1, p.shape[0]):
@@ -114,21 +127,33 @@ class InterpretedRoute:
         g = [grads[i].to(cd) for i in idx] if low else [grads[i] for i in idx]
         w = [p.to(cd) for p in ps] if low else ps
         keys = self.state
+        column = {key: [state_lists[keys.index(key)][i] for i in idx] for key in self.inputs}
         states = {s: [state_lists[keys.index(s)][i] for i in idx] for s in plan.states}
-        h = [state_lists[0][i] for i in idx] if "h" in plan.reads else None
         if self.lr_tensor:
             lrv = lr.to(device=ps[0].device, dtype=cd)
             lr_in = [lrv.reshape(lrv.shape + (1,) * (p.dim() - bd)) for p in ps]
         else:
             lr_in = float(lr)
-        update, new_states, _ = run_step(plan, spec, g=g, w=w, h=h, states=states, t=t, lr=lr_in, hparams=hp,
-                                         bd=bd)
+        frame = Frame(g, w, states, t, lr_in, hp, h=column.get("h"), w0=column.get("w0"), spec=spec)
+        return frame, (idx, ps, w, low)
+
+    def _finish(self, frame, result, state_lists: list) -> None:
+        """Store a frame's new state and move its parameters: w - lr * update, or w <- next_w."""
+        frame, (idx, ps, w, low) = frame
+        update, new_states, _ = result
+        keys = self.state
         for s, vs in new_states.items():
             column = state_lists[keys.index(s)]
             for i, v in zip(idx, vs):
                 column[i] = v
-        if self.lr_tensor:
-            neg = [-x for x in lr_in]
+        if self.plan.apply == "next_w":
+            if low:
+                for p, nw in zip(ps, update):
+                    p.copy_(nw)
+            else:
+                torch._foreach_copy_(ps, update)
+        elif self.lr_tensor:
+            neg = [-x for x in frame.lr]
             if low:
                 for p, wi, u, nl in zip(ps, w, update, neg):
                     p.copy_(wi.addcmul(u, nl))
@@ -136,9 +161,9 @@ class InterpretedRoute:
                 torch._foreach_addcmul_(ps, update, neg)
         elif low:
             for p, wi, u in zip(ps, w, update):
-                p.copy_(wi.add(u, alpha=-lr_in))
+                p.copy_(wi.add(u, alpha=-frame.lr))
         else:
-            torch._foreach_add_(ps, update, alpha=-lr_in)
+            torch._foreach_add_(ps, update, alpha=-frame.lr)
 
 
 class ProgramOptimizer(RuleOptimizer):
@@ -156,6 +181,8 @@ class ProgramOptimizer(RuleOptimizer):
         self._tables: dict[tuple, dict[str, InterpretedRoute]] = {}
         self._routes = self._table(0, False)
         defaults = dict(lr=lr, route=None, batch_dims=0, **self.rule.hparams)
+        if self.rule.has_eval_point:      # eval() / train() swap the evaluation point (dsl.shell)
+            defaults["train_mode"] = True
         defaults.update(hparams)
         super().__init__(params, defaults)
 

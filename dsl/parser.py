@@ -28,7 +28,9 @@ from pathlib import Path
 from .errors import RuleSyntaxError, RuleValidationError
 from .ir import (
     BINARY_OPS,
+    EVAL_W,
     INPUTS,
+    NEXT_W,
     OUTPUT,
     ROUTES,
     Assign,
@@ -60,7 +62,7 @@ _INT_RE = re.compile(r"[+-]?\d+\Z")
 MAX_EXACT_INT = 2 ** 53          # an integer hparam beyond this is kept a float (it is one to the interpreter)
 RESERVED = frozenset(INPUTS)
 # ProgramOptimizer's own param-group keys (besides `lr`, an input): an hparam may not shadow them.
-GROUP_KEYS = frozenset({"params", "route", "batch_dims"})
+GROUP_KEYS = frozenset({"params", "route", "batch_dims", "train_mode"})
 # The optimizer keeps its step counter in each parameter's state under this name.
 STEP_KEY = "step"
 _DETECTED_AT = re.compile(r"\s*\((detected at line \d+|<unknown>, line \d+)\)\s*$")
@@ -197,7 +199,7 @@ class _Parser:
             if not eq or not _NAME_RE.match(key) or not _NUMBER_RE.match(value):
                 raise RuleSyntaxError(f"hparams entries are NAME=NUMBER, got '{token[:40]}'", line=lineno, col=col)
             self._check_name(key, lineno, col)
-            if key in RESERVED or key == OUTPUT or key in PRIMITIVES or key in GROUP_KEYS:
+            if key in RESERVED or key in (OUTPUT, NEXT_W, EVAL_W) or key in PRIMITIVES or key in GROUP_KEYS:
                 raise RuleSyntaxError(f"'{key}' cannot be an hparam name (it is reserved)", line=lineno, col=col)
             if key in out:
                 raise RuleSyntaxError(f"hparam '{key}' is declared twice", line=lineno, col=col)
@@ -342,12 +344,18 @@ def validate(program: Program) -> None:
                 raise RuleValidationError(f"'{st.target}' is a primitive and cannot be assigned",
                                           line=st.line, col=st.col)
             assigned.add(st.target)
-        if OUTPUT not in assigned:
-            where = f"route '{route.name}'" if len(program.routes) > 1 else "the rule"
-            raise RuleValidationError(f"{where} never assigns '{OUTPUT}'")
-        for st in route.body:  # state (read before assigned) may not collide with the step counter
-            if STEP_KEY in names_read(st.value):
-                raise RuleValidationError(f"'{STEP_KEY}' cannot be state (read before it is assigned): "
-                                          "the optimizer's step counter has that name", line=st.line, col=st.col)
-            if st.target == STEP_KEY:
-                break
+        where = f"route '{route.name}'" if len(program.routes) > 1 else "the rule"
+        if OUTPUT in assigned and NEXT_W in assigned:
+            raise RuleValidationError(f"{where} assigns both '{OUTPUT}' and '{NEXT_W}': a step is one of "
+                                      f"w <- w - lr * {OUTPUT} or w <- {NEXT_W}")
+        if OUTPUT not in assigned and NEXT_W not in assigned:
+            raise RuleValidationError(f"{where} never assigns '{OUTPUT}' (or '{NEXT_W}')")
+        for name in (STEP_KEY, NEXT_W, EVAL_W):   # never state (read before it is assigned)
+            for st in route.body:
+                if name in names_read(st.value):
+                    why = ("the optimizer's step counter has that name" if name == STEP_KEY
+                           else "it is an output of the step")
+                    raise RuleValidationError(f"'{name}' cannot be state (read before it is assigned): {why}",
+                                              line=st.line, col=st.col)
+                if st.target == name:
+                    break

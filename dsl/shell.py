@@ -13,10 +13,21 @@ library, and nothing of optforge.
 A route (`Route`) is the core type: `init_state(p, dtype)` gives a parameter's fresh state,
 `coefficients(group, t)` the scalars of step t as Python floats (`lr` first), and
 `step(params, grads, *state_lists, coefficients, which)` moves parameter i by
-w <- w - lr * update with the coefficients of row `which[i]`, replacing its entries of the state
-lists. `state` names the per-parameter state keys, `varying` which coefficients change from step
-to step (t or lr): under torch.compile those enter the graph as tensors, so an LR schedule or a
-new step count does not recompile.
+w <- w - lr * update (or w <- next_w) with the coefficients of row `which[i]`, replacing its
+entries of the state lists. `state` names the per-parameter state keys, `varying` which
+coefficients change from step to step (t or lr): under torch.compile those enter the graph as
+tensors, so an LR schedule or a new step count does not recompile.
+
+The evaluation point. A rule that assigns `eval_w` (Schedule-Free's x: Defazio et al. 2024, "The
+Road Less Scheduled", arXiv:2405.15682) keeps it in each parameter's state under "eval_w"; the
+optimizer is then in train mode (each param group's "train_mode" is True) and `eval()` swaps the
+evaluation point into the parameters, `train()` swaps the training point back, as the reference
+`schedulefree` optimizers' eval()/train() do (exactly: a swap, no arithmetic). While in eval mode
+state["eval_w"] holds the training point and step() refuses to run. "train_mode" is saved with
+the param groups, so a state_dict saved in either mode resumes in that mode (a checkpoint taken
+in eval mode holds the evaluation weights in the model, as the reference recommends). BatchNorm
+caveat: running statistics are accumulated at the training point; the reference recomputes them
+at the evaluation point before evaluating (optforge's tasks have no BatchNorm).
 """
 
 from __future__ import annotations
@@ -44,6 +55,11 @@ def _apply(p, w, update, lr):
         p.add_(update, alpha=-lr)
     else:
         p.copy_(w.add_(update, alpha=-lr))
+
+
+def _assign(p, next_w):
+    """w <- next_w (rounded once into a low-precision p)."""
+    p.copy_(next_w)
 
 
 def _as_tensors(row, varying):
@@ -111,6 +127,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         for name in self._hparam_names:
             if not _is_number(group[name]):
                 raise ValueError(f"invalid value for hparam '{name}': {group[name]!r} (must be a finite number)")
+        if "train_mode" in group and not isinstance(group["train_mode"], bool):
+            raise ValueError(f"invalid train_mode: {group['train_mode']!r} (must be True or False)")
         route = group["route"]
         if route is not None and route not in self._routes:
             raise ValueError(f"route '{route}' is not one of this rule's routes ({', '.join(self._routes)})")
@@ -141,6 +159,8 @@ class RuleOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         """Perform one optimization step; `closure` re-evaluates the model and returns the loss."""
+        if any(group.get("train_mode") is False for group in self.param_groups):
+            raise self._failure("the optimizer is in eval mode: call optimizer.train() before step()")
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -186,6 +206,29 @@ class RuleOptimizer(torch.optim.Optimizer):
                 self.state[p][key] = value
         for p, t in zip(params, counts):
             self.state[p]["step"] = t
+
+    # -- the evaluation point (eval_w) ---------------------------------------------------------------
+    @torch.no_grad()
+    def eval(self):
+        """Put every parameter at the rule's evaluation point (a no-op for rules without eval_w)."""
+        self._set_mode(False)
+
+    @torch.no_grad()
+    def train(self):
+        """Put every parameter back at its training point (a no-op for rules without eval_w)."""
+        self._set_mode(True)
+
+    def _set_mode(self, train):
+        for group in self.param_groups:
+            if group.get("train_mode", train) == train:
+                continue
+            for p in group["params"]:
+                other = self.state[p].get("eval_w") if p in self.state else None
+                if other is not None:        # swap: p <-> state["eval_w"]
+                    current = p.detach().to(other.dtype, copy=True)
+                    p.copy_(other)
+                    other.copy_(current)
+            group["train_mode"] = train
 
     # -- curvature and state ---------------------------------------------------------------------
     @torch.no_grad()

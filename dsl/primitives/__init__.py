@@ -16,13 +16,16 @@ interpreter, compiler, exporter, ensemble trainer, mutation and `optforge primit
 - `sign`: whether the result is >= 0 (or NaN), always or by a rule over the arguments (so the
   protected sqrt(|x|) skips its abs pass); `fresh`: each call returns a new buffer;
 - `kind`, `args`, `doc`; `batches_exactly` (a stacked lr grid equals the separate runs);
-  `weight` and `constants` for the search's mutations; `slot` for the Optuna slot strategy;
-  `lower` where the compiler writes it as other instructions (`pow(x, y)` is `abs(x) ** y`).
+  `weight` and `constants` for the search's mutations; `route` where mutations may use it on one
+  route only (matrix algebra: "matrix"); `slot` for the Optuna slot strategy; `lower` where the
+  compiler writes it as other instructions (`pow(x, y)` is `abs(x) ** y`); `branch` for a lazy
+  choice (`when`): the argument a condition takes, the other branch's instructions are skipped.
 
 The operators `+ - * / **` and the compiler's fused kernels are entries of the same type in
 `OPERATORS` (`instruction(op)` finds either). The primitives, with their papers:
-`dsl.primitives.elementwise`, `.reductions`, `.structure` (Muon's Newton–Schulz, Adafactor's
-factors, LAMB's trust ratio).
+`dsl.primitives.elementwise`, `.reductions` (with the group reductions of Prodigy), `.structure`
+(Muon's Newton–Schulz, Adafactor's factors, LAMB's trust ratio), `.matrix` (Shampoo's and SOAP's
+matrix algebra on matrix views, the shape scalars) and `.control` (when / every, lazy choices).
 
 Adding a primitive: one decorated function in the module of its kind (with its scalar form
 beside it where Python's own would raise or differ from torch), and its float64 numpy reference
@@ -33,7 +36,7 @@ the gate, fingerprint and state bytes.
 
 from __future__ import annotations
 
-from . import elementwise, operators, reductions, structure  # noqa: F401  (they fill the tables)
+from . import control, elementwise, matrix, operators, reductions, structure  # noqa: F401  (they fill the tables)
 from .kernels import PER_TENSOR, Kernel
 from .registry import KINDS, OPERATORS, PRIMITIVES, Primitive, instruction
 from .structure import MAX_NS_STEPS, NS_COEFFICIENTS, NS_EPS, newton_schulz

@@ -38,3 +38,15 @@ def _norm(x, bd=0):
 def passthrough(x, *rest):
     """The scalar form of a primitive that returns its first argument for scalars (mean of a number)."""
     return x
+
+
+_CONSTANTS = {}   # (value, dtype, device) -> 0-d tensor: shape facts cost no allocation per step
+
+
+def _constant(value, like):
+    """`value` as a cached 0-d tensor of `like`'s dtype and device (never written to: fresh=False)."""
+    key = (value, like.dtype, like.device)
+    out = _CONSTANTS.get(key)
+    if out is None:
+        out = _CONSTANTS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return out

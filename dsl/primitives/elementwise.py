@@ -1,4 +1,4 @@
-"""Elementwise primitives: neg abs sign sqrt rsqrt square exp log tanh clip max min pow lerp.
+"""Elementwise primitives: neg abs sign sqrt rsqrt square exp log tanh cos clip max min pow lerp mod safe_div.
 
 `sqrt`, `rsqrt`, `log` and `pow` are protected on |x| so random programs stay finite where the
 plain form would give NaN; on their natural domain they are the plain forms. `lerp` is torch.lerp
@@ -17,7 +17,7 @@ import torch
 from .common import _first_tensor, _tensor
 from .kernels import Extreme, Lerp, Negate, Protected, Square, Unary
 from .registry import all_nonneg, any_nonneg, primitive
-from .scalars import _pow
+from .scalars import _div, _pow
 
 
 @primitive("neg", "x", "elementwise", "-x", kernel=Negate(), scalar=operator.neg)
@@ -161,9 +161,9 @@ def _scalar_pow(x, y):
     return _pow(abs(x), y)
 
 
-def _lower_pow(emit, x, y):
+def _lower_pow(b, x, y):
     """pow(x, y) is |x| ** y: the operator `**` on abs(x), so the abs pass is shared."""
-    return emit("pow", (emit("abs", (x,)), y))
+    return b.emit("pow", (b.emit("abs", (x,)), y))
 
 
 @primitive("pow", "x y", "elementwise", "pow(x, y) = |x| ** y: protected power (x ** y for x >= 0)",
@@ -195,3 +195,31 @@ def _lerp(a, b, w, bd=0):
     if isinstance(w, torch.Tensor) and w.dtype != a.dtype:
         w = w.to(a.dtype)
     return torch.lerp(a, b, w)
+
+
+def _scalar_mod(x, y):
+    """math.fmod of Python floats with IEEE results: NaN for y = 0 or an infinite x (math.fmod raises)."""
+    if y == 0 or x != x or y != y or math.isinf(x):
+        return math.nan
+    return math.fmod(x, y)
+
+
+@primitive("mod", "x y", "elementwise",
+           "mod(x, y) = x - y * trunc(x / y): the remainder with x's sign (C fmod); NaN for y = 0",
+           scalar=_scalar_mod, weight=0.3)
+def _mod(x, y, bd=0):
+    like = _first_tensor(x, y)
+    return torch.fmod(_tensor(x, like), y)
+
+
+def _scalar_safe_div(x, y):
+    """x / y of Python floats, and 0 where y is 0 (tf.math.divide_no_nan)."""
+    return 0.0 if y == 0 else _div(x, y)
+
+
+@primitive("safe_div", "x y", "elementwise", "safe_div(x, y) = x / y, and 0 where y is 0 (tf.math.divide_no_nan)",
+           scalar=_scalar_safe_div, weight=0.3)
+def _safe_div(x, y, bd=0):
+    like = _first_tensor(x, y)
+    x, y = _tensor(x, like), _tensor(y, like)
+    return torch.where(y == 0, torch.zeros((), dtype=like.dtype, device=like.device), x / y)

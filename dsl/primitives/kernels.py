@@ -243,3 +243,17 @@ class Lerp(Kernel):
         if a[0].tensor and a[1].tensor:
             return (method(a[0], "lerp_", a[1:]), 0) if w == 0 else (call("torch.lerp", a), None)
         return call(entry.fn, a), None
+
+
+class Select(Kernel):
+    """A lazy choice between two arguments by a scalar condition: the taken argument's list itself
+    (no copy; the compiler extends the arguments' liveness over the result's). On meta tensors
+    (shape discovery, where both branches run) the broadcast of both. The exporter prints it as an
+    `if` (`dsl.codegen_tensor`)."""
+
+    def run(self, args, dest, nonneg, n):
+        c, x, y = args
+        if _is_list(x) and _is_list(y) and x and x[0].device.type == "meta":
+            return [torch.empty(torch.broadcast_shapes(a.shape, b.shape), dtype=torch.promote_types(a.dtype, b.dtype),
+                                device="meta") for a, b in zip(x, y)]
+        return x if c > 0 else y

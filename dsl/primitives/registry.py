@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .kernels import PER_TENSOR, Kernel
 
-KINDS = ("elementwise", "reduction", "group", "structure")
+KINDS = ("elementwise", "reduction", "group", "structure", "matrix", "control")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,9 @@ class Primitive:
     weight: float = 1.0                # how often the search's mutations pick it (relative)
     constants: tuple[float, ...] = ()  # values the search draws for its optional argument
     slot: bool = False                 # offered by the Optuna slot strategy by default
-    lower: Callable | None = None      # the compiler emits it as other instructions: lower(emit, *args)
+    lower: Callable | None = None      # the compiler emits it as other instructions: lower(builder, *args)
+    route: str | None = None           # the only route the search's mutations use it on ("matrix")
+    branch: Callable | None = None     # lazy: branch(condition) is the argument taken; the other's code is skipped
 
     @property
     def min_args(self) -> int:

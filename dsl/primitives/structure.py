@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from .common import _first_tensor, _norm, _tensor, passthrough
+from .common import _constant, _first_tensor, _norm, _tensor, passthrough
 from .elementwise import _scalar_max, _scalar_sign
 from .reductions import _mean
 from .registry import primitive
@@ -71,9 +71,6 @@ def _orthogonalize(x, steps=5.0, bd=0):
     return newton_schulz(X, n).reshape(x.shape).to(x.dtype)
 
 
-_ASPECT_CACHE = {}   # (value, dtype, device) -> 0-d tensor: no allocation per step
-
-
 def _scalar_aspect(x):
     """aspect of a Python float: 1."""
     return 1.0
@@ -83,11 +80,7 @@ def _scalar_aspect(x):
            scalar=_scalar_aspect, sign=True, fresh=False)
 def _aspect(x, bd=0):
     value = math.sqrt(max(1.0, x.size(-2) / max(x.size(-1), 1))) if x.dim() - bd >= 2 else 1.0
-    key = (value, x.dtype, x.device)
-    out = _ASPECT_CACHE.get(key)
-    if out is None:
-        out = _ASPECT_CACHE[key] = torch.tensor(value, dtype=x.dtype, device=x.device)
-    return out
+    return _constant(value, x)
 
 
 @primitive("row_mean", "x", "structure", "mean over the last axis (Adafactor row factor); x itself for vectors",

@@ -1,7 +1,9 @@
 """numpy references for every primitive, and the input grids the primitive tests use.
 
-Shared by tests/dsl/test_primitives.py (elementwise, reductions, dtypes, ensemble axes) and
-tests/dsl/test_primitives_structure.py (orthogonalize, aspect, Adafactor's factors).
+Shared by tests/dsl/test_primitives.py (elementwise, reductions, dtypes, ensemble axes),
+tests/dsl/test_primitives_structure.py (orthogonalize, aspect, Adafactor's factors) and
+tests/dsl/test_primitives_matrix.py (the matrix and control primitives, whose references are in
+tests/dsl/matrix_references.py).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from matrix_references import MATRIX_REF
 
 from dsl.primitives import NS_COEFFICIENTS
 
@@ -84,6 +87,13 @@ REF = {
                                          if np.ndim(r) >= 2 else r),
     "normalize": lambda x: x / max(_norm(x), 1e-30),
     "trust_ratio": _trust,
+    "mod": np.fmod,
+    "safe_div": lambda x, y: np.where(np.asarray(y) == 0, 0.0, np.asarray(x) / np.where(np.asarray(y) == 0, 1.0, y)),
+    "sum": np.sum,
+    "dot": lambda x, y: np.sum(np.multiply(x, y)),
+    "global_sum": lambda xs: float(np.sum(np.concatenate([np.ravel(x) for x in xs]))),
+    "global_dot": lambda xs, ys: float(sum(np.sum(np.multiply(x, y)) for x, y in zip(xs, ys))),
+    **MATRIX_REF,
 }
 
 # What each primitive returns for plain Python-float arguments (the compiler's scalar path).

@@ -15,6 +15,7 @@ from strategies import programs
 from torch import nn
 
 from dsl import ProgramOptimizer, RuleError, RuleValidationError, load_rule, parse
+from dsl.analysis import eliminate_dead_code
 from dsl.compiler import compile_route
 from dsl.interpreter import execute, specialize
 from dsl.ir import INPUTS, OUTPUT, BinOp, Call, Name, Neg, Num, Program, Route, names_read
@@ -60,18 +61,22 @@ class Reference:
         assert isinstance(e, Call)
         prim = PRIMITIVES[e.fn]
         args = [self.ev(a, env, n) for a in e.args]
+        step = {"t": env["t"]} if e.fn == "every" else {}       # every's choice depends on the step
         if all(isinstance(a, float) for a in args):
-            return float(prim.fn(*[torch.tensor(a, dtype=torch.float64) for a in args], bd=0)
-                         if prim.kind != "group" else prim.fn(torch.tensor(args[0], dtype=torch.float64), 0))
+            return float(prim.fn(*[torch.tensor(a, dtype=torch.float64) for a in args], bd=0, **step)
+                         if prim.kind != "group" else prim.fn(*[torch.tensor(a, dtype=torch.float64) for a in args]))
         if prim.kind == "group":
-            return list(prim.fn(args[0], 0))
+            return list(prim.fn(*args, bd=0))
+        if prim.kind == "control":     # a choice by a number: the taken branch, broadcast to a list
+            taken = prim.fn(*args, bd=0, **step)
+            return taken if isinstance(taken, list) else [torch.tensor(taken, dtype=torch.float64)] * n
         out = [prim.fn(*[a[i] if isinstance(a, list) else a for a in args], bd=0) for i in range(n)]
         # an expression that reads a tensor is a tensor, even where a primitive passes a float through
         return [x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=torch.float64) for x in out]
 
-    def run_route(self, route, g, w, h, states, t):
+    def run_route(self, route, g, w, h, states, t, w0=None):
         n = len(g)
-        env = {"g": g, "w": w, "h": h, "t": float(t), "lr": LR, **self.p.hparams}
+        env = {"g": g, "w": w, "h": h, "w0": w0 if w0 is not None else w, "t": float(t), "lr": LR, **self.p.hparams}
         for s, v in states.items():
             env.setdefault(s, v)
         for st in route.body:
@@ -89,6 +94,7 @@ class Reference:
 
     def train(self, init, grads, curv):
         params = [x.clone() for x in init]
+        start = [x.clone() for x in init]
         routes = {}
         for i, x in enumerate(params):
             routes.setdefault(self.route_of(x), []).append(i)
@@ -111,7 +117,7 @@ class Reference:
         for k, gk in enumerate(grads, start=1):
             for rname, idx in routes.items():
                 upd, new = self.run_route(self.p.route(rname), [gk[i] for i in idx], [params[i] for i in idx],
-                                          [curv[i] for i in idx], states[rname], k)
+                                          [curv[i] for i in idx], states[rname], k, [start[i] for i in idx])
                 states[rname] = {s: (v if isinstance(v, list) else [torch.tensor(v, dtype=torch.float64)] * len(idx))
                                  for s, v in new.items()}
                 for j, i in enumerate(idx):
@@ -170,7 +176,7 @@ def test_compiled_interpreter_matches_naive_reference(program):
         got, opt = _run_compiled(program, init, grads, curv)
     except RuleError:
         assume(False)
-    ref = Reference(program, _route_of(program))
+    ref = Reference(eliminate_dead_code(program), _route_of(program))   # as compiled: live code only
     want = ref.train(init, grads, curv)
     bumped = ref.train(*_problem(0, rel=1e-12))
     compared = 0

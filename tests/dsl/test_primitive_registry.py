@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 import torch
 from ensemble_support import assert_stacked_equals_alone
+from matrix_references import USES
 from primitive_references import EDGE, REF
 from zoo_references import one_thread  # noqa: F401  (autouse fixture: one thread)
 
 from dsl import parse
 from dsl.fingerprint import REFERENCE_SHAPES, check, fingerprint, state_bytes_per_param
+from dsl.ir import ROUTES
 from dsl.primitives import KINDS, OPERATORS, PRIMITIVES, Kernel
 
 NAMES = sorted(PRIMITIVES)
@@ -44,6 +46,9 @@ def test_every_entry_has_a_reference_and_well_formed_facts():
             assert e.weight > 0 and all(isinstance(c, float) for c in e.constants)
             assert not e.constants or e.max_args > e.min_args, f"{name}: constants for an optional argument it lacks"
             assert e.scalar is not None or name in ("axpy", "addcmul", "addcdiv")
+            assert e.route in (None, *ROUTES) and (e.branch is not None) == (e.kind == "control" and e.lower is None)
+            if e.kind in ("matrix", "control"):
+                assert name in USES, f"{name}: a {e.kind} primitive needs its use in matrix_references.USES"
 
 
 def _same(got: float, want: float, rel: float) -> bool:
@@ -70,7 +75,8 @@ def test_scalar_form_equals_the_reference_and_never_raises(name):
         got = e.scalar(*args)
         assert isinstance(got, float), (name, args, got)
         with np.errstate(all="ignore"):
-            ref = REF[name]([np.float64(args[0])]) if e.kind == "group" else REF[name](*map(np.float64, args))
+            floats = [np.float64(a) for a in args]
+            ref = REF[name](*[[a] for a in floats]) if e.kind == "group" else REF[name](*floats)
         if not _same(got, float(ref), 4 * ULP):
             bad.append((args, got, float(ref)))
     assert not bad, f"{name}: {len(bad)} mismatches, e.g. {bad[:3]}"
@@ -87,7 +93,7 @@ def test_operator_scalar_form_equals_torch_float64(name):
             assert math.copysign(1, got) == math.copysign(1, want), (name, a, b)   # 1 / x keeps its sign
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if PRIMITIVES[n].kind != "group"])
+@pytest.mark.parametrize("name", [n for n in NAMES if PRIMITIVES[n].kind not in ("group", "matrix", "control")])
 def test_a_tensor_in_is_a_tensor_out(name):
     """Wherever a tensor meets Python floats, the function returns a tensor (the interpreter and
     the export rely on it)."""
@@ -104,7 +110,10 @@ def test_a_tensor_in_is_a_tensor_out(name):
 
 # -- a rule that uses the primitive -----------------------------------------------------------------
 def _call(name: str, first: str = "g") -> str:
-    """A call of `name` on tensors and the entry's constants: name(g, w, 0.25) or the like."""
+    """A call of `name` on tensors and the entry's constants: name(g, w, 0.25) or the like (a
+    matrix or control primitive: its parameter-shaped use, matrix_references.USES)."""
+    if name in USES:
+        return USES[name]
     e = PRIMITIVES[name]
     args = [first, "w", "0.25"][: e.min_args]
     if e.max_args > e.min_args and e.constants:
@@ -126,9 +135,12 @@ def test_gate_fingerprint_and_state_bytes(name):
     # the state m has the shape of the primitive's result on each reference shape
     shapes = []
     for s in REFERENCE_SHAPES:
+        if name in USES:                  # parameter-shaped by construction
+            shapes.append(torch.Size(s))
+            continue
         g = torch.ones(s)
         args = [g, g, 0.25][: e.min_args] + list(e.constants[-1:] if e.max_args > e.min_args else [])
-        out = e.fn([g], 0)[0] if e.kind == "group" else e.fn(*args, bd=0)
+        out = e.fn(*[[g]] * e.min_args, bd=0)[0] if e.kind == "group" else e.fn(*args, bd=0)
         shapes.append(torch.broadcast_shapes(out.shape))
     expected = sum(4 * math.prod(s) for s in shapes) / sum(math.prod(s) for s in REFERENCE_SHAPES)
     assert state_bytes_per_param(program) == report.state_bytes_per_param == expected
