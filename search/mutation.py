@@ -25,7 +25,9 @@ most ``max_statements`` statements per route (or the parent's count, if that was
 are redrawn (``MAX_TRIES``); after that a constant perturbation, always valid, is returned.
 Statements on the path to ``update`` are preferred, so most moves change what the rule computes;
 operators and primitives are drawn by their registry weights (`dsl.primitives`: ``orthogonalize``,
-slow, is rare) and an optional argument takes one of its entry's constants.
+slow, is rare), matrix algebra only on the ``matrix`` route (the entries' `route`), and an
+optional argument takes one of its entry's constants. Rules that step with ``next_w`` (and
+``eval_w``, Schedule-Free) mutate alike; new state is never read from an output.
 All randomness comes from the given `random.Random`: equal seeds give equal mutations. The
 expression and program edits the moves are made of, and random expressions, are in
 `search.program_edit`.
@@ -44,6 +46,7 @@ from dsl.ir import (
     BINARY_OPS,
     INPUTS,
     OUTPUT,
+    OUTPUTS,
     Assign,
     BinOp,
     Call,
@@ -69,6 +72,7 @@ from search.program_edit import (
     readable_names_in,
     reads_curvature,
     replace_at,
+    step_output,
     substitute,
     unresolved,
     with_route,
@@ -80,7 +84,7 @@ MAX_TRIES = 50
 MAX_EXPR_NODES = 40      # per statement (or the parent's largest statement, if larger)
 MAX_EXPR_DEPTH = 10
 # Names the search never assigns: inputs, the output, primitives, Python keywords, parser words.
-NOT_NAMES = frozenset(RESERVED | {OUTPUT, "hparams", "route", STEP_KEY} | GROUP_KEYS | set(PRIMITIVES)
+NOT_NAMES = frozenset(RESERVED | {*OUTPUTS, "hparams", "route", STEP_KEY} | GROUP_KEYS | set(PRIMITIVES)
                       | set(keyword.kwlist) | set(keyword.softkwlist))
 
 
@@ -115,6 +119,7 @@ class Mutator:
         for _ in range(MAX_TRIES):
             k = kind or self.rng.choices(KINDS, KIND_WEIGHTS)[0]
             route = self.rng.choice(program.routes)
+            self.exprs.route = route.name       # matrix algebra only where matrices are
             found = getattr(self, f"_{k}")(program, route)
             if found is not None and self._acceptable(found[0], (program,), limits):
                 return found
@@ -146,6 +151,7 @@ class Mutator:
         n = min(max(1, n), MAX_STATEMENTS)
         limits = Limits(max(n, self.max_statements), MAX_EXPR_NODES, MAX_EXPR_DEPTH, frozenset(INPUTS) - {"h"})
         desc, fallback = f"random: {n} statement{'s' if n > 1 else ''}", None
+        self.exprs.route = "default"
         for _ in range(4 * MAX_TRIES):   # prefer rules whose every statement reaches `update`
             targets: list[str] = []
             for i in range(n - 1):
@@ -170,12 +176,15 @@ class Mutator:
     def _limits(self, *parents: Program) -> Limits:
         """Bounds for children of ``parents``: never beyond what the parents already had."""
         sts = [st for p in parents for st in p.statements()]
-        longest = max((len(r.body) for p in parents for r in p.routes), default=0)
+        per_route = {}                   # a route may be as long as that route of a parent was
+        for r in (r for p in parents for r in p.routes):
+            per_route[r.name] = max(per_route.get(r.name, self.max_statements), len(r.body))
         free = set(INPUTS) - {"h"} | {"h" for p in parents if reads_curvature(p)}
         for p in parents:
             free |= unresolved(p)
-        return Limits(max(self.max_statements, longest), max([MAX_EXPR_NODES] + [expr_size(s.value) for s in sts]),
-                      max([MAX_EXPR_DEPTH] + [depth(s.value) for s in sts]), frozenset(free))
+        return Limits(self.max_statements, max([MAX_EXPR_NODES] + [expr_size(s.value) for s in sts]),
+                      max([MAX_EXPR_DEPTH] + [depth(s.value) for s in sts]), frozenset(free),
+                      tuple(sorted(per_route.items())))
 
     def _acceptable(self, child: Program, parents: Sequence[Program], limits: Limits) -> bool:
         if any(child == p for p in parents):
@@ -185,7 +194,7 @@ class Mutator:
         except RuleError:
             return False
         for route in child.routes:
-            if len(route.body) > limits.statements:
+            if len(route.body) > limits.route_statements(route.name):
                 return False
             known = limits.free_names | set(child.hparams) | {st.target for st in route.body}
             for st in route.body:
@@ -226,10 +235,11 @@ class Mutator:
             return None
         pos = self.rng.randint(0, len(body))
         readable = readable_names_in(program, body, pos)
-        existing = sorted({st.target for st in body} - {OUTPUT})
+        existing = sorted({st.target for st in body} - set(OUTPUTS))
         r, note = self.rng.random(), ""
         if r < 0.15 and pos > last_update(body):
-            target, value = OUTPUT, ex.wrap(Name(OUTPUT), readable)
+            out = step_output(body)
+            target, value = out, ex.wrap(Name(out), readable)
         elif r < 0.5 and existing:
             target = self.rng.choice(existing)
             in_place = self.rng.random() < 0.5
@@ -317,7 +327,7 @@ class Mutator:
             body = list(route.body)
             last = last_update(body)
             c = self._perturb(1.0)
-            body[last] = Assign(OUTPUT, BinOp("*", Num(c), body[last].value))
+            body[last] = Assign(body[last].target, BinOp("*", Num(c), body[last].value))
             return with_route(program, route.name, body), f"constant: update scaled by {format_number(c)}"
         i, where = self.rng.choice(slots)
         if i < 0:

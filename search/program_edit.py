@@ -4,7 +4,8 @@
   (`replace_at`), renamed (`substitute`), measured (`depth`; sizes are `dsl.ir.expr_size`);
 - programs: their numbers in print order (`numbers`), whether they read ``h`` (`reads_curvature`),
   names read but never assigned (`unresolved`), one route's body swapped (`with_route`), the last
-  assignment of ``update`` (`last_update`), and the bounds a child must stay within (`Limits`);
+  assignment of ``update`` or ``next_w`` (`last_update`, `step_output`), and the bounds a child
+  must stay within (`Limits`);
 - random expressions (`ExprSampler`): leaves, calls and operators over the names a statement may
   read (`readable_names`, weighted), drawn from one `random.Random` in a fixed order, so equal
   seeds give equal expressions.
@@ -22,8 +23,11 @@ from typing import NamedTuple
 from dsl.compiler import INFIX_OPS
 from dsl.ir import (
     BINARY_OPS,
+    EVAL_W,
     INPUTS,
+    NEXT_W,
     OUTPUT,
+    PRIMARY_OUTPUTS,
     Assign,
     BinOp,
     Call,
@@ -42,7 +46,8 @@ from dsl.primitives import OPERATORS, PRIMITIVES
 # facts of the registry entries (dsl.primitives: `weight`, `constants`)
 OP_WEIGHTS = {sym: OPERATORS[op].weight for sym, op in INFIX_OPS.items()}
 CONSTANTS = (0.5, 2.0, 1.0, 0.1, 0.9, 0.99, 0.999, 1e-8, 1e-3, 3.0)
-INPUT_WEIGHTS = {"g": 4.0, "w": 1.0, "t": 0.5, "lr": 0.3, "h": 1.0}
+INPUT_WEIGHTS = {"g": 4.0, "w": 1.0, "t": 0.5, "lr": 0.3, "h": 1.0, "w0": 0.2}
+PERIODS = (2.0, 3.0, 5.0, 10.0, 100.0)     # the step counts a control primitive's condition takes
 
 
 # -- expressions -----------------------------------------------------------------------------
@@ -117,7 +122,13 @@ def with_route(program: Program, name: str, body: Sequence[Assign], hparams=None
 
 
 def last_update(body: Sequence[Assign]) -> int:
-    return max((i for i, st in enumerate(body) if st.target == OUTPUT), default=-1)
+    """The last assignment of the route's step output (`update`, or `next_w`)."""
+    return max((i for i, st in enumerate(body) if st.target in PRIMARY_OUTPUTS), default=-1)
+
+
+def step_output(body: Sequence[Assign]) -> str:
+    """The name a route moves its parameters with: `next_w` when it assigns that, else `update`."""
+    return NEXT_W if any(st.target == NEXT_W for st in body) else OUTPUT
 
 
 def unresolved(program: Program) -> set[str]:
@@ -130,13 +141,18 @@ def unresolved(program: Program) -> set[str]:
 
 
 class Limits(NamedTuple):
-    """What a child may be: statements per route, nodes and depth per statement, names it may read
-    besides hparams and its route's own names."""
+    """What a child may be: statements per route (`statements`, or a route's own bound in
+    `per_route`), nodes and depth per statement, names it may read besides hparams and its route's
+    own names."""
 
     statements: int
     nodes: int
     depth: int
     free_names: frozenset[str]
+    per_route: tuple[tuple[str, int], ...] = ()
+
+    def route_statements(self, name: str) -> int:
+        return dict(self.per_route).get(name, self.statements)
 
 
 # -- random expressions ----------------------------------------------------------------------
@@ -144,13 +160,13 @@ def readable_names(hparams: Sequence[str], targets: Sequence[str], pos: int,
                    curvature: bool) -> list[tuple[str, float]]:
     """Names a statement at ``pos`` of a route assigning ``targets`` may read, with weights
     (a name assigned only at or after ``pos`` is state; ``h`` only when ``curvature``)."""
-    out = [(x, INPUT_WEIGHTS[x]) for x in ("g", "w", "t", "lr")]
+    out = [(x, INPUT_WEIGHTS[x]) for x in ("g", "w", "t", "lr", "w0")]
     if curvature:
         out.append(("h", INPUT_WEIGHTS["h"]))
     out += [(k, 0.5) for k in hparams]
     seen: set[str] = set()
     for i, target in enumerate(targets):
-        if target in seen or (target == OUTPUT and i >= pos):
+        if target in seen or (target in (OUTPUT, NEXT_W, EVAL_W) and i >= pos):
             continue
         seen.add(target)
         out.append((target, 2.5 if i < pos else 1.0))
@@ -163,11 +179,18 @@ def readable_names_in(program: Program, body: Sequence[Assign], pos: int) -> lis
 
 
 class ExprSampler:
-    """Random expressions whose new calls use only ``primitives``; all randomness from ``rng``."""
+    """Random expressions whose new calls use only ``primitives`` (and only those a primitive's
+    registry `route` allows on ``route``: matrix algebra on the matrix route); all randomness from
+    ``rng``."""
 
-    def __init__(self, rng: random.Random, primitives: Sequence[str]):
+    def __init__(self, rng: random.Random, primitives: Sequence[str], route: str = "default"):
         self.rng = rng
-        self.primitives = tuple(primitives)
+        self.every = tuple(primitives)
+        self.route = route
+
+    @property
+    def primitives(self) -> tuple[str, ...]:
+        return tuple(p for p in self.every if PRIMITIVES[p].route in (None, self.route))
 
     def leaf(self, readable: Sequence[tuple[str, float]]) -> Expr:
         if self.rng.random() < 0.2:
@@ -186,8 +209,13 @@ class ExprSampler:
         return self.rng.choices(options, weights)[0]
 
     def call(self, fn: str, args: list[Expr]) -> Call:
-        """A call of ``fn`` on ``args``; optional arguments, when drawn, are constants (the entry's own)."""
+        """A call of ``fn`` on ``args``; optional arguments, when drawn, are constants (the entry's own).
+        A control primitive's condition is one of t (the compiler refuses tensor conditions):
+        ``every(k, x, y)`` takes a period k, ``when(k - t, x, y)`` the first k - 1 steps."""
         prim = PRIMITIVES[fn]
+        if prim.kind == "control":
+            k = Num(self.rng.choice(PERIODS))
+            args = [k if fn == "every" else BinOp("-", k, Name("t"))] + list(args[1:])
         while len(args) < prim.max_args and self.rng.random() < 0.2:
             args.append(Num(self.rng.choice(prim.constants or CONSTANTS)))
         return Call(fn, tuple(args))

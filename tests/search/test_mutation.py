@@ -66,7 +66,9 @@ def test_every_kind_on_every_builtin_gives_valid_rules(name):
             child, desc = Mutator(random.Random(seed)).mutate(parent, kind)
             assert_good(child, desc, parent)
             own += desc.startswith(kind + ":")
-        assert own >= 4, (name, kind)          # the kind asked for, not the constant fallback
+        full = kind == "insert" and all(len(r.body) >= Mutator(random.Random(0)).max_statements for r in parent.routes)
+        assert own >= 4 or full, (name, kind)  # the kind asked for, not the constant fallback (an insert
+        #                                        into a rule at the statement bound has none to make)
 
 
 @pytest.mark.parametrize("name", ["adamw", "lion", "muon", "sophia", "adafactor", "nadam"])
