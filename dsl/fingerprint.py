@@ -2,16 +2,21 @@
 
 All three run the rule on one fixed tiny problem: a 64x32 matrix and a 32-vector, float64,
 gradients of a fixed ill-conditioned quadratic plus fixed noise, `h` its exact diagonal
-curvature, 10 steps at lr=0.01 with the rule's default hparams. The fingerprint hashes the
-rounded parameter trajectory, so programs that compute the same thing in different ways share
-it (AutoML-Zero's functional equivalence checking, Real et al. 2020; Lion's search cached
-fitness this way, Chen et al. 2023). The gate answers "can this rule be trained at all?"
-before any compute is spent on it, and never raises.
+curvature, 10 steps with the rule's default hparams. The fingerprint hashes the rounded
+parameter trajectory, so programs that compute the same thing in different ways share it
+(AutoML-Zero's functional equivalence checking, Real et al. 2020; Lion's search cached fitness
+this way, Chen et al. 2023). It is scale-normalised: the trajectory runs at lr = 0.01 / s, s the
+RMS of the rule's first finite, non-zero update at lr = 1 (the probe of `evaluators.scale`), so a
+rule and the same rule with its update times a constant (`2 * adam`, which the search's
+scale-invariant fitness cannot tell apart) share a fingerprint and are trained once. The gate
+answers "can this rule be trained at all?" on the trajectory at lr = 0.01, before any compute is
+spent on it, and never raises.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,21 +53,36 @@ def _problem(seed: int = 1234):
     return params, curv, targets, noise
 
 
-def trajectory(program: Program) -> np.ndarray:
-    """Parameter values after each of the fixed problem's steps, shape [STEPS, n_params]."""
+def _steps(program: Program, lr: float):
+    """The parameters (flat, float64) after each step of the fixed problem at `lr`."""
     params0, curv, targets, noise = _problem()
     params = [torch.nn.Parameter(p.clone()) for p in params0]
-    opt = ProgramOptimizer(params, program, lr=LR)
+    opt = ProgramOptimizer(params, program, lr=lr)
     reads_h = opt.reads_curvature
-    rows = []
     for k in range(STEPS):
         for p, d, tgt, nz in zip(params, curv, targets, noise):
             p.grad = d * (p.detach() - tgt) + nz[k]
         opt.step()
         if reads_h:
             opt.update_curvature({p: d for p, d in zip(params, curv)})
-        rows.append(torch.cat([p.detach().reshape(-1) for p in params]).numpy().copy())
-    return np.stack(rows)
+        yield torch.cat([p.detach().reshape(-1) for p in params]).numpy().copy()
+
+
+def trajectory(program: Program, lr: float = LR) -> np.ndarray:
+    """Parameter values after each of the fixed problem's steps, shape [STEPS, n_params]."""
+    return np.stack(list(_steps(program, lr)))
+
+
+def update_scale(program: Program) -> float:
+    """RMS of the rule's first finite, non-zero update at lr = 1 on the fixed problem (1 if none)."""
+    before = torch.cat([p.reshape(-1) for p in _problem()[0]]).numpy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        for after in _steps(program, 1.0):
+            rms = float(np.sqrt(np.mean(np.square(after - before))))
+            if math.isfinite(rms) and rms > 0:
+                return rms
+            before = after
+    return 1.0
 
 
 def _hash_array(x: np.ndarray) -> str:
@@ -74,8 +94,9 @@ def _hash_array(x: np.ndarray) -> str:
 
 
 def fingerprint(program: Program) -> str:
-    """Hash of the rounded trajectory on the fixed problem (raises RuleError if it cannot run)."""
-    return _hash_array(trajectory(program))
+    """Hash of the rounded, scale-normalised trajectory on the fixed problem (raises RuleError if
+    it cannot run)."""
+    return _hash_array(trajectory(program, LR / update_scale(program)))
 
 
 def state_bytes_per_param(program: Program) -> float:
@@ -96,7 +117,7 @@ def check(program: Program) -> GateReport:
         if not update_depends_on(program, "g"):
             return GateReport(False, "'update' does not depend on the gradient g")
         traj = trajectory(program)
-        fp = _hash_array(traj)
+        fp = fingerprint(program)
         if not np.all(np.isfinite(traj)):
             step = int(np.argmax(~np.all(np.isfinite(traj), axis=1))) + 1
             return GateReport(False, f"non-finite parameters at step {step} of the fixed problem", fp)

@@ -53,7 +53,7 @@ SAME_FUNCTION_DIFFERENT_STRUCTURE = {"x*2 vs x+x"}   # temporaries are inlined b
 
 DIFFERENT = {
     "sign vs identity": ("update = g", "update = sign(g)"),
-    "scale": ("update = g * 2", "update = g * 3"),
+    "scale of one term": ("update = sign(g) + g * 2", "update = sign(g) + g * 3"),
     "subtraction order": ("update = g - w", "update = w - g"),
     "lerp operand order": ("m = lerp(m, g, 0.1)\nupdate = m", "m = lerp(g, m, 0.1)\nupdate = m"),
     "state vs temporary": ("update = m\nm = g", "m = g\nupdate = m"),
@@ -83,6 +83,20 @@ def test_different_programs_differ(case):
     assert structural_hash(a) != structural_hash(b)
     if case != "route name" and case != "extra route":   # those differ only on parameters the problem routes alike
         assert fingerprint(a) != fingerprint(b)
+
+
+@pytest.mark.parametrize("factor", ["2", "0.001", "37.5"])
+def test_a_constant_factor_on_the_update_shares_the_fingerprint(factor):
+    """Fitness is scale-invariant (evaluators.scale: c * update gets the lr grid of update / c), so
+    the fingerprint runs its problem at lr / RMS(first update): `c * adam` is adam, trained once.
+    The gate still judges the rule at the fixed lr, and its structure stays its own."""
+    adam = parse(ADAM)
+    scaled = parse(ADAM.replace("update = ", f"update = {factor} * (").rstrip("\n") + ")\n")
+    assert fingerprint(scaled) == fingerprint(adam)
+    assert structural_hash(scaled) != structural_hash(adam)
+    report = check(scaled)
+    assert report.ok and report.fingerprint == fingerprint(adam)
+    assert fingerprint(parse(ADAM.replace("update = ", f"update = g * {factor} + ")))  != fingerprint(adam)
 
 
 def test_fingerprint_sees_routes_and_curvature():
