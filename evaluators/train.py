@@ -6,6 +6,8 @@ groups, curvature for rules that read `h`) and returns a `RunResult`: loss curve
 steps to the task's target, divergence, wall time and optimizer state bytes. A run that diverges
 (non-finite loss, or loss above `divergence_factor` times the initial validation loss) stops
 early and is a result with `diverged=True` and infinite final losses; it never raises.
+Validation runs at the optimizer's evaluation point (`evaluation_point`: optimizer.eval() and
+.train() around it, Schedule-Free's averaged x), training at its training point.
 
 Every run also records its diagnostics (`evaluators.diagnostics`: generalisation gap, update
 RMS and its ratio to the weights', sharpness at the end on small tasks), per member of a stacked
@@ -182,6 +184,21 @@ class _Member:
 
 
 @contextlib.contextmanager
+def evaluation_point(opt: torch.optim.Optimizer):
+    """The parameters at the optimizer's evaluation point while inside: optimizer.eval() before,
+    optimizer.train() after, where the optimizer has them (a rule with eval_w, Schedule-Free's x;
+    a no-op for every other rule)."""
+    swaps = callable(getattr(opt, "eval", None)) and callable(getattr(opt, "train", None))
+    if swaps:
+        opt.eval()
+    try:
+        yield
+    finally:
+        if swaps:
+            opt.train()
+
+
+@contextlib.contextmanager
 def cpu_threads(count: int):
     """Run the block with `count` intra-op CPU threads, then restore the previous setting."""
     before = torch.get_num_threads()
@@ -237,9 +254,10 @@ def _train_members(problem: Problem, model: torch.nn.Module, stacked: bool, rule
     @torch.no_grad()
     def validate() -> list[float]:
         total, weight = torch.zeros(count, device=device), 0
-        for x, y in problem.val_batches:
-            total += problem.loss(forward(x), y).float() * x.shape[0]
-            weight += x.shape[0]
+        with evaluation_point(opt):
+            for x, y in problem.val_batches:
+                total += problem.loss(forward(x), y).float() * x.shape[0]
+                weight += x.shape[0]
         return (total / weight).tolist()
 
     start = time.perf_counter()
