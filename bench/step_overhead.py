@@ -15,12 +15,17 @@ foreach=False <= 1.5, exported eager / foreach=False <= 1.2, exported fused / fu
 and a markdown table for the README.
 
 A second section (`--section frontier`; both run by default) times, on the same model, each
-frontier builtin (AdEMAMix, ADOPT, Cautious AdamW/Lion, MARS) through ProgramOptimizer and its
-exported class (eager) against its reference package's own step: the per-parameter path
-(foreach=False, the one tests/dsl/test_zoo_frontier.py checks numerically) and the package's
-default (foreach=None: batched on the CPU, except Lion with cautious=True). Rule, hparams and
-reference come from that test's table (tests/dsl/frontier_references.py), so it needs the `test`
-extra (pytorch-optimizer).
+frontier builtin (AdEMAMix, ADOPT, Cautious AdamW/Lion, MARS, Shampoo, SOAP, Schedule-Free AdamW,
+Prodigy, Moonlight's Muon) through ProgramOptimizer and its exported class (eager) against its
+reference's own step: the per-parameter path (foreach=False, the one
+tests/dsl/test_zoo_frontier.py checks numerically) and the reference's default (foreach=None:
+batched on the CPU where the package has such a path; SOAP, Prodigy and the transcriptions have
+one path only, so both columns time the same class). Rule, hparams and reference come from that
+test's table (tests/dsl/frontier_references.py: its first benchable case per rule; Shampoo's
+AlgoPerf form and Moonlight's Muon are its float64-faithful transcriptions, run here in
+float32), so it needs the `test` extra (pytorch-optimizer, schedulefree, prodigyopt). Shampoo and
+SOAP run with the table's hparams: a preconditioner refresh every 5 steps, far more often than
+their defaults (100 and 10), so their times are dominated by eigh / QR.
 
 Every optimizer gets the same parameters and gradients;
 warm-up steps (which include the fast path's compilation) are not timed; the optimizers take turns
@@ -96,7 +101,7 @@ def frontier_contenders() -> dict[str, dict[str, object]]:
 
     out: dict[str, dict[str, object]] = {}
     for case in FRONTIER_CASES:
-        if case.rule in out:
+        if case.rule in out or not case.bench:
             continue
         cls, spec = exported(case.rule, "Exported"), f"builtin:{case.rule}"
         out[case.rule] = {
@@ -184,7 +189,9 @@ def frontier_section(args) -> dict:
         times = measure(args.repeats, args.steps, args.warmup, factories)
         results[rule] = {"seconds": times, "median_seconds": {n: statistics.median(ts) for n, ts in times.items()}}
     print()
-    print(f"| rule (pytorch-optimizer {importlib.metadata.version('pytorch-optimizer')}) | reference foreach=False ms "
+    versions = ", ".join(f"{pkg} {importlib.metadata.version(pkg)}" for pkg in ("pytorch-optimizer", "schedulefree",
+                                                                             "prodigyopt"))
+    print(f"| rule (references: {versions}; shampoo, muon_moonlight: transcriptions) | reference foreach=False ms "
           "| reference default ms | ProgramOptimizer ms | exported ms "
           "| ProgramOptimizer / ref foreach=False | exported / ref foreach=False "
           "| ProgramOptimizer / ref default | exported / ref default |")

@@ -100,7 +100,11 @@ class Scalars:
             if more <= bound:
                 break
             bound |= more
-        self.names = {ins.out: self._name(ins.out) for ins in plan.scalar_instrs if ins.out in bound}
+        self.names = {}
+        for ins in plan.scalar_instrs:       # one name per value (a rule may assign a name twice)
+            if ins.out in bound:
+                name = self._name(ins.out)
+                self.names[ins.out] = name if name not in self.names.values() else namer.fresh(name, numbered=True)
         hp = [n for n in plan.loads if n not in INPUTS and n not in plan.states and n in reads]
         self.order = ["lr"] + hp + (["t"] if "t" in reads else [])
         self.flags = {k: namer.fresh("branch", numbered=True) for k in lazy}

@@ -56,6 +56,7 @@ class FrontierCase:
     problems: tuple = ("random", "network")
     tol: dict = field(default_factory=dict)     # dtype -> max |dtheta| where the default cannot hold
     frozen: dict = field(default_factory=dict)  # keys of the reference's frozen (lr = 0) group
+    bench: bool = True              # bench/step_overhead.py times this reference (not a patched copy)
 
 
 def ademamix(t_alpha_beta3: int) -> FrontierCase:
@@ -221,7 +222,8 @@ def soap(cls, name: str, tol: dict, problems: tuple = ("random", "network")) -> 
         return {"first step"} if s == 0 else {"qr refresh"} if s % 5 == 0 else {"adam"}
 
     return FrontierCase(name, "soap", hp, reference, lr=0.01, probe=probe,
-                        branches=frozenset({"first step", "qr refresh", "adam"}), tol=tol, problems=problems)
+                        branches=frozenset({"first step", "qr refresh", "adam"}), tol=tol, problems=problems,
+                        bench=cls is SOAP)
 
 
 def schedule_free(p, lr, foreach=False):

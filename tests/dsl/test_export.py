@@ -396,3 +396,24 @@ def test_fused_path_matches_eager():
         opt_f.step()
     assert max_diff(eager, fused) <= 1e-6
     assert opt_f.state[fused[0]]["step"] == 4
+
+
+def test_long_returns_and_signatures_wrap_inside_parentheses():
+    """A `return a, b, ...` too long for one line breaks inside parentheses (unparenthesised it was
+    an IndentationError in the exported file, as MARS's seven states once made it)."""
+    names = [f"moment_estimate_of_order_{k}" for k in range(9)]
+    body = "\n".join(f"{n} = lerp({n}, g, {0.1 * (k + 1):.1f})" for k, n in enumerate(names))
+    program = parse(body + "\nupdate = " + " + ".join(names) + "\n", name="many_states")
+    source = exported_module(program).__source__
+    assert any(line.strip().startswith("return (") for line in source.splitlines())
+    a, b, _, _ = run_side_by_side(program, steps=3)
+    assert max_diff(a, b) == 0.0
+
+
+def test_a_scalar_name_assigned_twice_keeps_both_values():
+    """`mu = ...` then `mu = mu + mu` are two coefficients: the exported coefficient function names
+    them apart (it once returned the second for both; found by the differential fuzz)."""
+    program = parse("hparams beta1=0.9\nmu = beta1 * (1 - 0.5 * 0.96 ** t)\nmp = (mp + 1) * mu\n"
+                    "mu = mu + mu\nupdate = (1 - mu) / (1 - mp) * g\n", name="twice")
+    a, b, _, _ = run_side_by_side(program, steps=3)
+    assert max_diff(a, b) == 0.0

@@ -7,8 +7,10 @@ validity gate (which reports and never raises), then both optimizers: float64 pa
 param groups, one at lr = 0 (a frozen group, warmup from zero: the case that made exported
 classes divide by zero) and one at lr = 0.01, and bf16 parameters. Trajectories must agree step
 by step (float64 within 1e-9 relative, NaN where the other has NaN, infinities equal; bf16 bit for
-bit, as the interpreter's bf16 result), and neither side may raise where the other runs; a rule
-both sides refuse at the same point (export or the same step) is counted, not failed.
+bit, as the interpreter's bf16 result), rules with an evaluation point at it too, and neither
+side may raise where the other runs; a rule both sides refuse at the same point (export or the
+same step) is counted, not failed. Every primitive of the registry must be called by a rule both
+sides ran (the builtins of the frontier seed the matrix and control primitives).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from zoo_references import one_thread  # noqa: F401  (autouse fixture: one threa
 from dsl import ProgramOptimizer, builtin_names, load_rule, parse, to_text
 from dsl.errors import RuleError
 from dsl.fingerprint import check
+from dsl.ir import Call, children
+from dsl.primitives import PRIMITIVES
 from search.mutation import Mutator
 
 RULES = 240
@@ -66,6 +70,10 @@ def _trajectory(make, program, dtype, lrs):
         except Exception as exc:  # noqa: BLE001
             return rows, (step, type(exc).__name__, str(exc))
         rows.append([p.detach().double().clone() for p in ps])
+    if program.has_eval_point:              # the evaluation point too (eval() swaps it in)
+        opt.eval()
+        rows.append([p.detach().double().clone() for p in ps])
+        opt.train()
     return rows, None
 
 
@@ -103,6 +111,7 @@ def _compare(program, dtype, lrs, rel: float) -> str:
 def test_mutated_rules_export_with_the_interpreters_numerics():
     tally: Counter = Counter()
     failures = []
+    ran: set[str] = set()                   # the primitives of rules both sides ran in float64
     for program in mutated_rules(RULES):
         text = to_text(program, doc=False)
         assert parse(text) == program, text
@@ -112,8 +121,22 @@ def test_mutated_rules_export_with_the_interpreters_numerics():
             tally[f"{dtype}: {outcome if outcome in ('same', 'refused') else 'DIFFERENT'}"] += 1
             if outcome not in ("same", "refused"):
                 failures.append(f"{dtype}: {outcome}\n{text}")
+            elif outcome == "same" and dtype == torch.float64:
+                ran |= called(program)
     assert not failures, f"{len(failures)} of {2 * RULES} runs differ ({dict(tally)}); first:\n" + failures[0]
     assert tally["torch.float64: same"] >= 0.8 * RULES, dict(tally)     # most rules really ran on both sides
+    assert ran == set(PRIMITIVES), sorted(set(PRIMITIVES) - ran)        # every primitive was exercised
+
+
+def called(program) -> set[str]:
+    """The primitives a program calls."""
+    found, stack = set(), [st.value for st in program.statements()]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, Call):
+            found.add(e.fn)
+        stack.extend(children(e))
+    return found
 
 
 def test_the_comparison_sees_a_difference():
