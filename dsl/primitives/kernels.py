@@ -254,6 +254,15 @@ class Select(Kernel):
     def run(self, args, dest, nonneg, n):
         c, x, y = args
         if _is_list(x) and _is_list(y) and x and x[0].device.type == "meta":
-            return [torch.empty(torch.broadcast_shapes(a.shape, b.shape), dtype=torch.promote_types(a.dtype, b.dtype),
+            return [torch.empty(_joint_shape(a.shape, b.shape), dtype=torch.promote_types(a.dtype, b.dtype),
                                 device="meta") for a, b in zip(x, y)]
         return x if c > 0 else y
+
+
+def _joint_shape(a, b):
+    """The broadcast of two branch shapes (the first where they do not broadcast: the gate then
+    reports the branches' shapes)."""
+    try:
+        return torch.broadcast_shapes(a, b)
+    except RuntimeError:
+        return a
