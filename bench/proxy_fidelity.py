@@ -13,7 +13,7 @@ the tasks on which rules differ most weigh most in it: this shows which). The la
 
     fidelity: spearman=S kendall=K rules=N stage=NAME cpu_s=C
 
-for the funnel's final stage. ``--quick`` measures the 16 rules marked ``quick`` on a held-out
+for the funnel's final stage. ``--quick`` measures the 18 rules marked ``quick`` on a held-out
 subset (``QUICK_HELDOUT``). Results are cached per (rule, protocol) in ``--cache`` so a second
 run with a changed funnel re-measures only what changed. Nothing is asserted and no number is
 written in advance.
