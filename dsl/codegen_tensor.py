@@ -223,7 +223,7 @@ class TensorCode:
         targets = ", ".join(["update"] + [f"{s}[i]" for s in own])
         state_args = [f"{self.namer.rule[s]}[i]" for s in states]
         apply = "_assign(p, update)" if self.plan.apply == "next_w" else None
-        if len(self.phases) == 1:
+        if len(self.phases) == 1 and not self.group:
             args = ["grads[i].to(w.dtype)", "w", *state_args, "*row"]
             lines += ["    for i, p in enumerate(params):",
                       "        row = coefficients[which[i]]",
@@ -244,7 +244,7 @@ class TensorCode:
                     reduced = call(instruction(self.instrs[k].op).fn, items)      # one value per tensor
                     lines.append(f"    {self.group_names[self.instrs[k].out]} = {reduced.text}")
                     self.helpers |= reduced.needs
-            fname = f"{update}_{n + 1}"
+            fname = f"{update}_{n + 1}" if len(self.phases) > 1 else update   # as phase_functions names it
             carried = [f"*carry{m + 1}[i]" for m in range(n) if self.carries[m]]
             groups = [f"{self.group_names[self.instrs[k].out]}[i]" for k in self.group if k < phase.start]
             args = ["g[i]", "w[i]", *state_args, *carried, *groups, "*rows[i]"]

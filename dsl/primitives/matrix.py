@@ -1,5 +1,5 @@
-"""Matrix algebra: matmul transpose lgram rgram inv_root eigvecs qr_step sort_rows sort_cols, and the
-shape scalars rows cols numel.
+"""Matrix algebra: matmul transpose lgram rgram inv_root eigvecs qr_step sort_rows sort_cols trace, and
+the shape scalars rows cols numel.
 
 Every tensor is read as a matrix, its *matrix view*: the leading `bd` ensemble axes stay, the rest
 is (rows, cols) = (shape[0], prod(shape[1:])): a 2-D weight as it is, a conv filter as
@@ -199,6 +199,15 @@ def _sort_rows(x, A, Q, bd=0):
            scalar=passthrough, batches_exactly=False, route="matrix", weight=0.1)
 def _sort_cols(x, A, Q, bd=0):
     return _sorted(x, A, Q, bd, -1)
+
+
+@primitive("trace", "x", "reduction", "trace(x): sum of the diagonal of the matrix view (a number: itself)",
+           scalar=passthrough, weight=0.2)
+def _trace(x, bd=0):
+    if _number(x, bd):
+        return x.clone()
+    diag = _as_matrix(x, bd).diagonal(dim1=-2, dim2=-1).sum(dim=-1)
+    return diag.reshape(x.shape[:bd] + (1,) * (x.dim() - bd)) if bd else diag
 
 
 # -- shape scalars of the matrix view (Moonlight's 0.2 * sqrt(max(rows, cols))) -------------------

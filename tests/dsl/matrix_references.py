@@ -116,6 +116,7 @@ MATRIX_REF = {
     "rows": _rows,
     "cols": _cols,
     "numel": lambda x: float(np.size(x)),
+    "trace": lambda x: np.trace(as_matrix(x)) if np.ndim(x) else x,
     "when": lambda c, x, y: x if c > 0 else y,
     "every": _every,
 }

@@ -9,8 +9,8 @@ classes divide by zero) and one at lr = 0.01, and bf16 parameters. Trajectories 
 by step (float64 within 1e-9 relative, NaN where the other has NaN, infinities equal; bf16 bit for
 bit, as the interpreter's bf16 result), rules with an evaluation point at it too, and neither
 side may raise where the other runs; a rule both sides refuse at the same point (export or the
-same step) is counted, not failed. Every primitive of the registry must be called by a rule both
-sides ran (the builtins of the frontier seed the matrix and control primitives).
+same step) is counted, not failed. One rule per registry entry joins the mutated ones, and every
+primitive must be called by a rule both sides ran: a new entry is fuzzed by being registered.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections import Counter
 import pytest
 import torch
 from export_support import SHAPES, exported_class, params
+from matrix_references import USES
 from zoo_references import one_thread  # noqa: F401  (autouse fixture: one thread)
 
 from dsl import ProgramOptimizer, builtin_names, load_rule, parse, to_text
@@ -46,6 +47,16 @@ def mutated_rules(n: int, seed: int = 0) -> list:
         for _ in range(rng.randint(1, 3)):
             program, _ = mutator.mutate(program)
         out.append(program.__class__(program.hparam_items, program.routes, name=f"fuzz_{seed}_{k}"))
+    return out
+
+
+def primitive_rules() -> list:
+    """One rule per registry entry, so that every primitive is fuzzed however rarely mutations draw
+    it: its parameter-shaped use (matrix and control kinds) or a call on g, w and 0.25, in state."""
+    out = []
+    for name, prim in sorted(PRIMITIVES.items()):
+        call = USES.get(name) or f"{name}({', '.join(['g', 'w', '0.25'][:prim.min_args])})"
+        out.append(parse(f"m = lerp(m, {call}, 0.2)\nupdate = m + 0.1 * g\n", name=f"fuzz_{name}"))
     return out
 
 
@@ -112,7 +123,7 @@ def test_mutated_rules_export_with_the_interpreters_numerics():
     tally: Counter = Counter()
     failures = []
     ran: set[str] = set()                   # the primitives of rules both sides ran in float64
-    for program in mutated_rules(RULES):
+    for program in mutated_rules(RULES) + primitive_rules():
         text = to_text(program, doc=False)
         assert parse(text) == program, text
         tally["gate ok" if check(program).ok else "gate refused"] += 1
@@ -123,7 +134,8 @@ def test_mutated_rules_export_with_the_interpreters_numerics():
                 failures.append(f"{dtype}: {outcome}\n{text}")
             elif outcome == "same" and dtype == torch.float64:
                 ran |= called(program)
-    assert not failures, f"{len(failures)} of {2 * RULES} runs differ ({dict(tally)}); first:\n" + failures[0]
+    runs = 2 * (RULES + len(PRIMITIVES))
+    assert not failures, f"{len(failures)} of {runs} runs differ ({dict(tally)}); first:\n" + failures[0]
     assert tally["torch.float64: same"] >= 0.8 * RULES, dict(tally)     # most rules really ran on both sides
     assert ran == set(PRIMITIVES), sorted(set(PRIMITIVES) - ran)        # every primitive was exercised
 
