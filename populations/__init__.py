@@ -1,2 +1,2 @@
 """The population of a search: seeding from known optimizers, the append-only journal, lineage,
-Pareto fronts and leaderboards (DESIGN.md §5). Empty until the search lands."""
+Pareto fronts and leaderboards. Empty until the search lands."""

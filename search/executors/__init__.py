@@ -1,4 +1,4 @@
-"""Where evaluations run (DESIGN.md §6): ``serial`` in this process, ``ray`` as Ray tasks.
+"""Where evaluations run: ``serial`` in this process, ``ray`` as Ray tasks.
 
 ``make_executor(kind, **options)`` builds one; both satisfy `Executor` (``submit(fn, payload)``
 returns a ``concurrent.futures.Future``, ``capacity``, idempotent ``shutdown``, context manager)

@@ -1,4 +1,4 @@
-"""What every executor promises the search driver (DESIGN.md §6).
+"""What every executor promises the search driver.
 
 An executor runs *jobs*: a module-level (hence picklable) function applied to one small payload
 (rule text and settings), and hands back a `concurrent.futures.Future` at once. The future

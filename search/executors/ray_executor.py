@@ -1,4 +1,4 @@
-"""Evaluations as Ray tasks, on this machine or a cluster (DESIGN.md §6).
+"""Evaluations as Ray tasks, on this machine or a cluster.
 
 Ray (Moritz et al. 2018, "Ray: A Distributed Framework for Emerging AI Applications", OSDI) runs
 each job as a stateless task that asks for ``num_cpus`` and ``num_gpus`` (a fraction such as 0.25

@@ -1,4 +1,4 @@
-"""The in-process executor: the default for tests and small runs (DESIGN.md §6).
+"""The in-process executor: the default for tests and small runs.
 
 ``submit`` runs ``fn(payload)`` right away in the calling thread and returns a future that is
 already done, so a driver written for the Ray executor works unchanged (``as_completed`` yields

@@ -1,4 +1,4 @@
-"""What a search leaves behind in its run folder (DESIGN.md §7), and its HTML page.
+"""What a search leaves behind in its run folder, and its HTML page.
 
 `write_report(population, run_dir, config, started, wall_time_s)` writes
 

@@ -2,7 +2,7 @@
 
 Optuna (Akiba et al. 2019, "Optuna: A Next-generation Hyperparameter Optimization Framework",
 KDD 2019) samples one program per trial through its ask-and-tell interface. A program is
-``slots`` statements (DESIGN.md §5). Slot ``k`` draws ``s{k}_op`` (categorical) from: ``skip``,
+``slots`` statements. Slot ``k`` draws ``s{k}_op`` (categorical) from: ``skip``,
 a curated unary primitive (``sign(x)``), an arithmetic operator (``x + y``, ``- * /``), a binary
 primitive (``max(x, y)``), ``lerp`` (``lerp(x, y, c)``, ``c`` log-uniform in [1e-4, 1]), ``scale``
 (``c * x``, ``c`` in [1e-4, 100]), ``shift`` (``x + c``, ``c`` in [1e-12, 0.1]: Adam's eps) and
