@@ -12,6 +12,10 @@ test (STYLE.md, "claims carry statistics"). This module supplies those pieces wi
   to the pooled mean, resampled, and the observed Welch t compared with the resampled ones;
   p = (b + 1) / (B + 1), Phipson & Smyth 2010).
 - :func:`bootstrap_ci` -- percentile bootstrap confidence interval of a statistic.
+- :func:`mann_whitney_less` -- one-sided exact Mann-Whitney U (Wilcoxon rank-sum) test that a's
+  values tend to be smaller than b's (Mann & Whitney 1947), by enumerating every split of the
+  pooled sample, ties counted half: for samples with failures (a diverged rule's fitness is a
+  sentinel, which no mean or t-test should average).
 - :func:`minimum_detectable_effect` -- the smallest true difference of means that a two-sided
   Welch test with n seeds per arm detects with a given power (exact: noncentral t integrated
   over Welch's random degrees of freedom); :func:`seed_noise` puts it beside a sample's std.
@@ -32,6 +36,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -155,6 +160,30 @@ def bootstrap_p_value(a: Sequence[float], b: Sequence[float], n_resamples: int =
     t = np.abs(_welch_t(xs, ys))
     extreme = t >= observed * (1 - 1e-12)
     return float((extreme.sum() + 1) / (n_resamples + 1))
+
+
+def mann_whitney_less(a: Sequence[float], b: Sequence[float]) -> float:
+    """One-sided exact p-value of the Mann-Whitney U test that a tends to be smaller than b.
+
+    U counts the pairs (x in a, y in b) with x < y, ties as 1/2; p is the fraction of the
+    C(n_a + n_b, n_a) equally likely splits of the pooled values (under the null of exchangeable
+    samples) whose U is at least the observed one. Exact with ties; nan for an empty sample or
+    more than 2e6 splits (use a t-test there).
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size == 0 or y.size == 0 or math.comb(x.size + y.size, x.size) > 2_000_000:
+        return math.nan
+    pooled = np.concatenate([x, y])
+    # pairwise score 1 (i < j), 1/2 (tie), 0: U of a split is the sum over pairs (i in a, j in b)
+    less = (pooled[:, None] < pooled[None, :]) + 0.5 * (pooled[:, None] == pooled[None, :])
+
+    def u(idx: tuple[int, ...]) -> float:
+        rest = [k for k in range(pooled.size) if k not in idx]
+        return float(less[np.ix_(idx, rest)].sum())
+
+    observed = u(tuple(range(x.size)))
+    splits = [u(idx) for idx in itertools.combinations(range(pooled.size), x.size)]
+    return float(np.mean(np.asarray(splits) >= observed - 1e-9))
 
 
 def _welch_t(x: np.ndarray, y: np.ndarray) -> np.ndarray:

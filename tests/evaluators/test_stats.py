@@ -211,3 +211,26 @@ def test_seed_noise_reports_relative_figures():
     assert noise.to_dict()["std_over_mean"] == noise.rel_std
     assert math.isnan(stats.seed_noise([0.5]).rel_mde)
     assert math.isnan(stats.seed_noise([0.5, math.inf]).rel_std)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mann_whitney_matches_scipy_exact_without_ties(seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=3 + seed), rng.normal(size=5) + 0.7
+    expected = ss.mannwhitneyu(a, b, alternative="less", method="exact").pvalue
+    assert stats.mann_whitney_less(a, b) == pytest.approx(expected, rel=1e-12)
+
+
+def test_mann_whitney_with_ties_and_failures_is_the_exact_permutation_p():
+    a, b = [0.865, 1.751, 1e6, 0.9, 1.1], [1.314, 1.314, 1.314, 1e6, 1.2]
+
+    def u(x, y, axis):    # pairs with x < y, ties half: the statistic mann_whitney_less orders by
+        x, y = np.expand_dims(x, -1), np.expand_dims(y, -2)
+        return ((x < y) + 0.5 * (x == y)).sum(axis=(-1, -2))
+
+    expected = ss.permutation_test((a, b), u, permutation_type="independent",
+                                            alternative="greater", vectorized=True).pvalue
+    assert stats.mann_whitney_less(a, b) == pytest.approx(expected, abs=1e-12)
+    assert stats.mann_whitney_less([1, 2, 3], [4, 5, 6]) == pytest.approx(1 / 20)   # the smallest p of 3 vs 3
+    assert stats.mann_whitney_less([4, 5, 6], [1, 2, 3]) == 1.0
+    assert math.isnan(stats.mann_whitney_less([], [1.0]))
