@@ -88,11 +88,15 @@ def plot(curves: dict, checkpoints: list[int], sgd: float, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for strategy, runs in curves.items():
+    for k, (strategy, runs) in enumerate(curves.items()):
+        color = f"C{k}"
         ys = [[min(run[e], 5.0) for e in checkpoints] for run in runs]     # a divergence drawn at 5
+        for y in ys:                                                          # each search seed
+            ax.plot(checkpoints, y, color=color, lw=0.8, alpha=0.35)
         median = [statistics.median(col) for col in zip(*ys)]
-        ax.plot(checkpoints, median, marker="o", label=f"{strategy} (median of {len(runs)}, band: min-max)")
-        ax.fill_between(checkpoints, [min(c) for c in zip(*ys)], [max(c) for c in zip(*ys)], alpha=0.15)
+        ax.plot(checkpoints, median, color=color, marker="o", lw=2,
+                label=f"{strategy} (median of {len(runs)} search seeds; thin: each)")
+    ax.set_yscale("log")
     ax.axhline(1.0, color="k", ls="--", lw=1, label="AdamW (tuned)")
     ax.axhline(min(sgd, 5.0), color="gray", ls=":", lw=1, label="SGD, the seed")
     ax.set_xlabel("trained rules")
@@ -124,7 +128,14 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, help="keep the run folders here (default: a temporary folder)")
     parser.add_argument("--plot", type=Path, default=HERE / "results" / "rediscovery.png")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "rediscovery.json")
+    parser.add_argument("--replot", type=Path, metavar="JSON", help="only draw the plot again from a run's numbers")
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(args.replot.read_text())
+        curves = {s: [{int(e): v for e, v in r.items()} for r in runs] for s, runs in saved["curves"].items()}
+        plot(curves, saved["checkpoints"], saved["sgd"], args.plot)
+        print(f"plot {args.plot}")
+        return
 
     t_start = time.perf_counter()
     cfg = load_config(args.config)
