@@ -1,6 +1,6 @@
 """results.json: strict JSON, written atomically, with the provenance of the numbers in it.
 
-Every result records where it came from (STYLE.md, "provenance"): the code version (git commit,
+Every result records where it came from: the code version (git commit,
 ``+dirty`` when the checkout has changes), the library versions, the platform and the time.
 Files are written to a temporary name in the target folder, flushed to disk and renamed into
 place, so a reader (or a killed run) never sees half a file. JSON has no inf or NaN: non-finite

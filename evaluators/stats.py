@@ -1,7 +1,7 @@
 """Statistics behind every comparison optforge prints: summaries, tests, performance profiles.
 
 A claim that rule A beats rule B carries the number of seeds, the mean and spread of each, and a
-test (STYLE.md, "claims carry statistics"). This module supplies those pieces with numpy only
+test. This module supplies those pieces with numpy only
 (scipy is a test-time reference, never a runtime dependency):
 
 - :func:`summarize` -- n, mean, sample standard deviation (ddof=1), standard error.

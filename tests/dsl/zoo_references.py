@@ -3,7 +3,8 @@
 Each class is a line-by-line transcription of the code named in its docstring, kept in the same
 operation order, so it runs in any dtype (float64 checks the algebra to ~1e-15, float32 the
 rounding). They exist only to verify `configs/optimizers/*.opt`; nothing in optforge imports them.
-See ../shared/references/optimizers.md for the rules and the details that break comparisons.
+Each rule file (configs/optimizers/*.opt) names its paper and reference and the details that break
+comparisons.
 """
 
 from __future__ import annotations
