@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -63,14 +64,16 @@ def cache_hits(pop: Population) -> dict[str, int]:
 
 
 def _kind(error: str) -> str:
-    text = (error or "").lower()
+    """A failure's kind: one of the known ones, or the message without its rule location
+    ("LINE:COL: ") and its parenthesised detail."""
+    text = re.sub(r"^\d+:\d+:\s*", "", (error or "").lower())
     for words, kind in ((("non-finite parameters",), "non-finite on the gate's fixed problem"),
                         (("diverged", "non-finite", "nan"), "diverged or non-finite"),
                         (("timeout", "timed out"), "timeout"), (("worker", "died"), "lost worker"),
                         (("depend",), "update does not depend on g"), (("shape",), "shapes")):
         if any(w in text for w in words):
             return kind
-    return text.split(":")[0][:60] or "unknown"
+    return text.split(" (")[0][:60].strip() or "unknown"
 
 
 def failure_kinds(pop: Population) -> dict[str, dict[str, int]]:

@@ -124,3 +124,12 @@ def test_optforge_report_refuses_folders_it_cannot_render(tmp_path, capsys):
     assert err.count("\n") == 0 and "neither a search (journal.jsonl) nor" in err
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_failure_kinds_name_the_message_not_the_rule_location():
+    from search.report.leaderboard import _kind
+
+    assert _kind("2:1: global_dot(): every argument must be a tensor (it reduces over the group's tensors)") \
+        == "global_dot(): every argument must be a tensor"
+    assert _kind("non-finite parameters at step 9 of the fixed problem") == "non-finite on the gate's fixed problem"
+    assert _kind("") == "unknown"
