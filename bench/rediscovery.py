@@ -35,7 +35,6 @@ HERE = Path(__file__).resolve().parent
 STRATEGIES = ("evolution", "optuna", "random")
 
 
-
 def _search(args: tuple) -> dict:
     """One search in a worker process; returns its run folder and wall time."""
     from search.config import load_config

@@ -229,7 +229,7 @@ def test_mann_whitney_with_ties_and_failures_is_the_exact_permutation_p():
         return ((x < y) + 0.5 * (x == y)).sum(axis=(-1, -2))
 
     expected = ss.permutation_test((a, b), u, permutation_type="independent",
-                                            alternative="greater", vectorized=True).pvalue
+                                   alternative="greater", vectorized=True).pvalue
     assert stats.mann_whitney_less(a, b) == pytest.approx(expected, abs=1e-12)
     assert stats.mann_whitney_less([1, 2, 3], [4, 5, 6]) == pytest.approx(1 / 20)   # the smallest p of 3 vs 3
     assert stats.mann_whitney_less([4, 5, 6], [1, 2, 3]) == 1.0
