@@ -22,11 +22,13 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 from populations.population import Population
 
 from .funnel import FunnelPlan, Promotion, Stage
+from .interrupts import sigterm_as_interrupt
 
 # config keys a resumed search may change: how long it runs and where it runs
 RESUMABLE_CHANGES = ("evaluations", "executor", "validation")
@@ -170,8 +172,10 @@ def run_search(cfg, run_dir: str | Path, *, resume: bool = False, executor=None,
     log(f"search {cfg.name!r}: strategy {cfg.strategy}, {cfg.evaluations} rules, funnel "
         f"{stages}, run folder {run_dir}")
     own = executor is None
+    signals = ExitStack()
     try:
         executor = make_executor(cfg).__enter__() if own else executor
+        signals.enter_context(sigterm_as_interrupt())  # after ray.init, which sets its own
         with tqdm(total=cfg.evaluations, unit="rule", desc=f"search {cfg.name}", file=sys.stderr,
                   disable=not progress, dynamic_ncols=True) as bar:
             say = bar.write if progress else log
@@ -212,6 +216,7 @@ def run_search(cfg, run_dir: str | Path, *, resume: bool = False, executor=None,
     finally:
         if own and executor is not None:
             executor.__exit__(None, None, None)
+        signals.close()
     journal.close()
     write_report(pop, run_dir, cfg, started, time.perf_counter() - t0)
     return pop

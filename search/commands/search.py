@@ -28,7 +28,8 @@ seeds against the baselines; only those that beat every baseline there, signific
 winners, and are exported. The expected duration is printed at the start, from AdamW's measured
 time on this machine.
 
-Every event is appended to RUN/journal.jsonl as it happens: interrupt at any time and continue
+Every event is appended to RUN/journal.jsonl as it happens: stop it at any time (Ctrl-C, or
+`kill PID`: SIGTERM stops it the same way, exit 143; even kill -9 loses nothing) and continue
 with --resume; nothing finished is evaluated twice.
 
 Writes RUN/config.yaml, journal.jsonl, leaderboard.md, results.json, report.html, progress.png,
@@ -80,6 +81,7 @@ def _load(args):
 def run(args) -> int:
     from search.cli import UserError
     from search.engine import SearchError, run_search, summary_lines
+    from search.interrupts import Terminated
 
     cfg, run_dir = _load(args)
     t0 = time.perf_counter()
@@ -88,10 +90,11 @@ def run(args) -> int:
                          progress=not args.no_progress)
     except SearchError as exc:
         raise UserError(str(exc)) from None
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; the journal is intact. Continue with: optforge search {args.config} "
+    except KeyboardInterrupt as exc:
+        why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"\n{why}; the journal is intact. Continue with: optforge search {args.config} "
               f"--out {run_dir} --resume", file=sys.stderr)
-        return 130
+        return exc.exit_code if isinstance(exc, Terminated) else 130
     for line in summary_lines(pop, time.perf_counter() - t0):
         print(line)
     print(f"wrote {run_dir}/leaderboard.md, results.json, report.html")
