@@ -159,7 +159,11 @@ class SearchConfig:
     simplify: SimplifyConfig = field(default_factory=SimplifyConfig)
 
     def resolved(self) -> dict:
-        return asdict(self)
+        """The full config with defaults filled in, loadable again: of ``proxy`` and ``funnel``
+        (which exclude each other) only the one in use."""
+        data = asdict(self)
+        del data["proxy" if self.funnel is not None else "funnel"]
+        return data
 
 
 def _check_type(value: Any, annotation: str, key: str) -> Any:

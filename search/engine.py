@@ -85,6 +85,8 @@ def check_run_dir(cfg, run_dir: Path, resume: bool) -> None:
     if resume and (run_dir / "config.yaml").exists():
         old = yaml.safe_load((run_dir / "config.yaml").read_text())
         new = cfg.resolved()
+        for unused in {"proxy", "funnel"} - set(new):  # a run folder written before resolved() left it out
+            old.pop(unused, None)
         changed = sorted(k for k in set(old) | set(new)
                          if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
         if changed:
@@ -103,23 +105,30 @@ def make_executor(cfg):
 
 
 def expected_seconds(reference: dict, plan: FunnelPlan, rules: int, workers: int) -> tuple[float, float]:
-    """(low, high) seconds for ``rules`` rules from AdamW's measured time per training run: low
-    if every rule stops after stage 0, high if each stage promotes its ``top_fraction`` (all of
-    them where a stage has no fraction). Remeasurement and validation come on top."""
-    cost, share, low, high = [], 1.0, 0.0, 0.0
+    """(low, high) seconds for ``rules`` rules at AdamW's measured time per training run: low if
+    every rule stops after stage 0, high if every rule goes through every stage (a top fraction
+    promotes more than its share while the population is small, and the search keeps proposing
+    rules that reach the top, so the fraction is no bound). Rules that cost more per step than
+    AdamW (matrix preconditioners) take longer; `revised_estimate` corrects from measured time
+    once the seeds are trained. Remeasurement and validation come on top."""
+    cost = []
     for stage in plan.stages:
         runs = sum(m.get("trials", stage.budget) + len(m["losses"]) - 1 for m in reference[stage.name].values())
         wall = sum(m["wall_time_s"] for m in reference[stage.name].values())
         per_run = wall / max(runs, 1)
         fresh = stage.seeds if stage.seeds > 1 else 0
         cost.append(per_run * len(stage.tasks) * (stage.budget + fresh))
-    for k, c in enumerate(cost):
-        high += share * c
-        if k == 0:
-            low = c
-        share *= plan.stages[k].promote.top_fraction or 1.0
     scale = rules / max(workers, 1)
-    return low * scale, high * scale
+    return cost[0] * scale, sum(cost) * scale
+
+
+def revised_estimate(done: int, elapsed_s: float, left: int) -> str:
+    """The line printed once the first ``done`` rules of a session are trained: the remaining
+    time at the rate measured so far (wall time, so Ray's overhead and idle workers count)."""
+    rate = elapsed_s / max(done, 1)
+    return (f"{done} rule{'s' * (done != 1)} trained in {_minutes(elapsed_s)} ({rate:.0f} s per rule "
+            f"on this machine); "
+            f"at that rate the {left} left take about {_minutes(rate * left)}, plus validation")
 
 
 def _minutes(seconds: float) -> str:
@@ -180,9 +189,15 @@ def run_search(cfg, run_dir: str | Path, *, resume: bool = False, executor=None,
                   disable=not progress, dynamic_ncols=True) as bar:
             say = bar.write if progress else log
 
+            revise = {"at": 0, "t0": 0.0, "done": 0}  # the revised estimate, once the seeds are in
+
             def on_outcome(cand, outcome, pop):
                 if outcome.trained:
                     bar.update(1)
+                    revise["done"] += 1
+                    if revise["done"] == revise["at"]:
+                        say(revised_estimate(revise["done"], time.perf_counter() - revise["t0"],
+                                             left - revise["done"]))
                 best = pop.leaderboard(1)
                 if best:
                     o = best[0].outcome
@@ -198,9 +213,12 @@ def run_search(cfg, run_dir: str | Path, *, resume: bool = False, executor=None,
             left = cfg.evaluations - driver.population.trained_count
             low, high = expected_seconds(reference, plan, left, workers)
             measured = f"measured in {time.perf_counter() - t_ref:.1f} s" if fresh_reference else "from the journal"
+            revise.update(at=min(len(seeds), left - 1), t0=time.perf_counter())
+            at = revise["at"]
+            then = f"; a measured figure after {at} rule{'s' * (at != 1)}" if at > 0 else ""
             say(f"AdamW reference {measured}; expected {_minutes(low)} to {_minutes(high)} for "
-                f"{left} rules on {workers} worker{'s' * (workers > 1)} (from AdamW's time per "
-                f"training run on this machine), plus validation")
+                f"{left} rules on {workers} worker{'s' * (workers > 1)} at AdamW's time per training "
+                f"run on this machine, plus validation{then}")
             pop = driver.run(adamw_text)
         if validate:
             with tqdm(unit="job", desc="held-out validation", file=sys.stderr, disable=not progress,

@@ -26,7 +26,7 @@ Rules are ranked by the deepest stage they reached; the top ones of the last sta
 re-measured on fresh seeds. The best rules are then re-run on the held-out suite with several
 seeds against the baselines; only those that beat every baseline there, significantly, are
 winners, and are exported. The expected duration is printed at the start, from AdamW's measured
-time on this machine.
+time on this machine, and again from the measured rate once the seeds are trained.
 
 Every event is appended to RUN/journal.jsonl as it happens: stop it at any time (Ctrl-C, or
 `kill PID`: SIGTERM stops it the same way, exit 143; even kill -9 loses nothing) and continue

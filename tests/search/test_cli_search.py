@@ -218,3 +218,6 @@ def test_the_engine_is_a_library_call_that_prints_the_plan_and_expected_duration
     assert lines[0].startswith("search 'tiny': strategy evolution, 2 rules, funnel first (1 task, 1 seed) -> proxy")
     expected = next(line for line in lines if line.startswith("AdamW reference measured in"))
     assert "expected" in expected and "for 2 rules on 1 worker" in expected
+    assert expected.endswith("plus validation; a measured figure after 1 rule")
+    revised = next(line for line in lines if line.startswith("1 rule trained in"))
+    assert "s per rule on this machine); at that rate the 1 left take about" in revised

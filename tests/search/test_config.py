@@ -14,6 +14,15 @@ def test_empty_config_is_all_defaults_and_resolves_to_plain_data():
     assert yaml.safe_load(yaml.safe_dump(resolved)) == resolved  # the run folder keeps it as YAML
 
 
+@pytest.mark.parametrize("name", ["quickstart", "discover", "rediscovery"])
+def test_a_run_folders_config_loads_back_to_the_same_search(name):
+    """RUN/config.yaml is resolved(): loading it again gives the same config (it used to hold
+    both 'proxy' and 'funnel', which a config may not)."""
+    cfg = load_config(name)
+    again = parse_config(yaml.safe_load(yaml.safe_dump(cfg.resolved(), sort_keys=False)))
+    assert again == cfg and again.resolved() == cfg.resolved()
+
+
 def test_shipped_quickstart_loads_by_name():
     cfg = load_config("quickstart")
     assert cfg.name == "quickstart" and cfg.strategy == "evolution"

@@ -72,4 +72,12 @@ def test_expected_duration_comes_from_adamws_measured_time_per_run():
     reference = {"cheap": {"t": measured}, "full": {"t": measured, "u": measured}}
     low, high = expected_seconds(reference, plan, rules=10, workers=2)
     assert low == pytest.approx(10 * 4 / 2)  # every rule stops after the cheap stage: 4 runs each
-    assert high == pytest.approx(10 * (4 + 0.5 * 2 * (4 + 3)) / 2)  # half of them go on
+    assert high == pytest.approx(10 * (4 + 2 * (4 + 3)) / 2)  # all of them go on: no bound in 0.5
+
+
+def test_revised_estimate_extrapolates_the_measured_rate():
+    from search.engine import revised_estimate
+
+    line = revised_estimate(done=20, elapsed_s=600.0, left=180)
+    assert "20 rules trained in 10.0 min (30 s per rule" in line
+    assert "the 180 left take about 90.0 min" in line
