@@ -145,6 +145,14 @@ def fitness_text(entry: Entry) -> str:
     return fmt(o.fitness) + (f" ± {o.fitness * se:.3f}" if se is not None else "")
 
 
+def heldout_text(validation: dict | None) -> str:
+    """A validated rule's held-out fitness, ``failed`` where a run diverged (WORST_FITNESS), ``-``
+    for a rule not validated."""
+    if not validation:
+        return "-"
+    return "failed" if validation["fitness"] >= WORST_FITNESS else fmt(validation["fitness"])
+
+
 def leaderboard_md(pop: Population, config_name: str, top: int = 20) -> str:
     seeds = [e for e in pop.leaderboard() if e.candidate.origin == "seed"]
     rows = pop.leaderboard(top)
@@ -163,7 +171,7 @@ def leaderboard_md(pop: Population, config_name: str, top: int = 20) -> str:
         v = e.validation or {}
         lines.append(f"| {i} | {e.id} | {e.candidate.origin} | {e.outcome.stage or '-'} | "
                      f"{fitness_text(e)} | {e.outcome.seeds} | {e.outcome.status} | "
-                     f"{fmt(e.outcome.state_bytes)} | {fmt(v.get('fitness'))} | "
+                     f"{fmt(e.outcome.state_bytes)} | {heldout_text(v)} | "
                      f"{'yes' if v.get('winner') else ('no' if v else '-')} |")
     if seeds:
         lines += ["", "Seed rules: " + ", ".join(f"{e.candidate.change} {fmt(e.outcome.fitness)}"

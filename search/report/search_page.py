@@ -37,6 +37,7 @@ from .leaderboard import (
     export_winners,
     failure_kinds,
     fitness_text,
+    heldout_text,
     leaderboard_md,
     row,
     simplified,
@@ -156,7 +157,7 @@ def _leaderboard_table(pop: Population, top: int = 20) -> str:
         v = e.validation or {}
         rows.append((i, e.id, e.candidate.origin, e.outcome.stage or "-", fitness_text(e),
                      e.outcome.seeds, e.outcome.status, e.outcome.state_bytes,
-                     "yes" if e.remeasured else "", v.get("fitness"),
+                     "yes" if e.remeasured else "", heldout_text(v),
                      "yes" if v.get("winner") else ("no" if v else "-"),
                      e.candidate.change or "-"))
         classes.append("good" if v.get("winner") else ("bad" if e.outcome.status == "failed" else ""))
@@ -224,7 +225,7 @@ def report_html(pop: Population, run_dir: Path, data: dict, plots: dict, found: 
                            "No rule was validated, so there is no held-out fitness to compare."),
                       h.table(["id", "found as trained rule no.", "proxy fitness",
                                "held-out fitness", "winner"],
-                              [(e.id, order.get(e.id), e.outcome.fitness, e.validation["fitness"],
+                              [(e.id, order.get(e.id), e.outcome.fitness, heldout_text(e.validation),
                                 bool(e.validation.get("winner"))) for e in validated])
                       if validated else ""),
             h.section("curves", "Held-out loss curves",

@@ -133,3 +133,12 @@ def test_failure_kinds_name_the_message_not_the_rule_location():
         == "global_dot(): every argument must be a tensor"
     assert _kind("non-finite parameters at step 9 of the fixed problem") == "non-finite on the gate's fixed problem"
     assert _kind("") == "unknown"
+
+
+def test_a_held_out_failure_reads_failed_not_the_worst_fitness_sentinel():
+    from evaluators.fitness import WORST_FITNESS
+    from search.report.leaderboard import heldout_text
+
+    assert heldout_text({"fitness": WORST_FITNESS, "winner": False}) == "failed"
+    assert heldout_text({"fitness": 0.74373, "winner": False}) == "0.7437"
+    assert heldout_text(None) == "-" and heldout_text({}) == "-"
