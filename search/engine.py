@@ -127,8 +127,8 @@ def revised_estimate(done: int, elapsed_s: float, left: int) -> str:
     time at the rate measured so far (wall time, so Ray's overhead and idle workers count)."""
     rate = elapsed_s / max(done, 1)
     return (f"{done} rule{'s' * (done != 1)} trained in {_minutes(elapsed_s)} ({rate:.0f} s per rule "
-            f"on this machine); "
-            f"at that rate the {left} left take about {_minutes(rate * left)}, plus validation")
+            f"on this machine); at that rate the {left} left take about {_minutes(rate * left)}, "
+            "plus validation")
 
 
 def _minutes(seconds: float) -> str:
@@ -213,8 +213,8 @@ def run_search(cfg, run_dir: str | Path, *, resume: bool = False, executor=None,
             left = cfg.evaluations - driver.population.trained_count
             low, high = expected_seconds(reference, plan, left, workers)
             measured = f"measured in {time.perf_counter() - t_ref:.1f} s" if fresh_reference else "from the journal"
-            revise.update(at=min(len(seeds), left - 1), t0=time.perf_counter())
-            at = revise["at"]
+            at = min(len(seeds), left - 1)  # the seeds: their rate is the first measured one
+            revise.update(at=at, t0=time.perf_counter())
             then = f"; a measured figure after {at} rule{'s' * (at != 1)}" if at > 0 else ""
             say(f"AdamW reference {measured}; expected {_minutes(low)} to {_minutes(high)} for "
                 f"{left} rules on {workers} worker{'s' * (workers > 1)} at AdamW's time per training "
